@@ -1,0 +1,145 @@
+"""``hfdc <command> --config recipe.yaml [--field value ...]``.
+
+Every command is a config dataclass read by ``transformers.HfArgumentParser`` plus a ``run(config)``
+function. YAML keys, flags and dataclass fields are the same names; flags override the recipe; a
+recipe key that is not a field is an error naming the key. Command modules import lazily so
+``hfdc --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+
+class Command(NamedTuple):
+    help: str
+    config: str  # "module:ConfigClass"
+    run: str  # "module:function" taking the parsed config
+
+
+COMMANDS: dict[str, Command] = {
+    "data": Command(
+        "Export an embedded data set (shapes, feature_patches, digits, sentiment) with a card.",
+        "hfdc.data.cli:DataConfig",
+        "hfdc.data.cli:run",
+    ),
+    "demo": Command(
+        "Run the default recipes on the embedded data and write artifacts and cards.",
+        "hfdc.demo:DemoConfig",
+        "hfdc.demo:run",
+    ),
+}
+
+
+class RecipeError(ValueError):
+    """A recipe or flag value that the command cannot use; the message names the key and the fix."""
+
+
+def _load(target: str):
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def load_recipe(path: str | Path) -> dict:
+    """Read a YAML recipe into a dict of field -> value."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {str(path)!r} does not exist")
+    with path.open() as f:
+        recipe = yaml.safe_load(f) or {}
+    if not isinstance(recipe, dict):
+        raise RecipeError(f"recipe {str(path)!r} must be a mapping of field: value, got {type(recipe).__name__}")
+    return recipe
+
+
+def recipe_to_argv(recipe: dict, config_class, source: str = "recipe") -> list[str]:
+    """Turn recipe keys into flags so that argparse applies one set of type conversions to both.
+
+    Unknown keys raise :class:`RecipeError` naming the key and the closest valid field.
+    """
+    fields = {f.name: f for f in dataclasses.fields(config_class) if f.init}
+    argv: list[str] = []
+    for key, value in recipe.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise RecipeError(
+                f"unknown key {key!r} in {source}{hint}; "
+                f"`hfdc <command> --help` lists the fields of {config_class.__name__}"
+            )
+        if value is None or value == []:
+            default = fields[key].default
+            factory = fields[key].default_factory
+            default = factory() if factory is not dataclasses.MISSING else default
+            if default in (None, []) or default == value:
+                continue
+            raise RecipeError(f"key {key!r} in {source}: an empty value cannot override default {default!r}")
+        if isinstance(value, bool):
+            argv += [f"--{key}", str(value).lower()]
+        elif isinstance(value, (list, tuple)):
+            argv += [f"--{key}", *(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)]
+        elif isinstance(value, dict):
+            argv += [f"--{key}", json.dumps(value)]
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def parse_config(config_class, argv: list[str], prog: str = "hfdc"):
+    """Parse ``[--config recipe.yaml] [--field value ...]`` into one ``config_class`` instance."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(config_class, prog=prog)
+    parser.add_argument("--config", default=None, help="YAML recipe; its keys are the fields below; flags override it.")
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, rest = pre.parse_known_args(argv)
+    recipe_argv = recipe_to_argv(load_recipe(known.config), config_class, known.config) if known.config else []
+    outputs = parser.parse_args_into_dataclasses(recipe_argv + rest)
+    return outputs[0]
+
+
+def run_command(name: str, argv: list[str]):
+    """Parse ``argv`` for command ``name`` and run it; returns what the command's ``run`` returns."""
+    if name not in COMMANDS:
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise RecipeError(f"unknown command {name!r}{hint}; `hfdc --help` lists the commands")
+    command = COMMANDS[name]
+    config = parse_config(_load(command.config), argv, prog=f"hfdc {name}")
+    return _load(command.run)(config)
+
+
+def _print_help() -> None:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: hfdc <command> [--config recipe.yaml] [--field value ...]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {cmd.help}" for name, cmd in COMMANDS.items()]
+    lines += ["", "`hfdc <command> --help` lists every field of that command's config."]
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        _print_help()
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        run_command(argv[0], argv[1:])
+    except RecipeError as err:
+        print(f"hfdc: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
