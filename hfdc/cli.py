@@ -31,6 +31,31 @@ COMMANDS: dict[str, Command] = {
         "hfdc.data.cli:DataConfig",
         "hfdc.data.cli:run",
     ),
+    "colm": Command(
+        "CoLM: train with per-step mini-batch coresets (facility location on zeroth-order gradient features).",
+        "hfdc.colm.config:ColmConfig",
+        "hfdc.colm.cli:run",
+    ),
+    "clipcov": Command(
+        "CLIPCov: select an image-caption subset that preserves cross-covariance, for CLIP pretraining.",
+        "hfdc.clipcov.config:ClipCovConfig",
+        "hfdc.clipcov.cli:run",
+    ),
+    "useful": Command(
+        "USEFUL: find slow-learnable examples early in training, upsample them, retrain.",
+        "hfdc.useful.config:UsefulConfig",
+        "hfdc.useful.cli:run",
+    ),
+    "tada": Command(
+        "TADA: augment only the slow-learnable examples with a diffusion model (SDEdit), retrain.",
+        "hfdc.tada.config:TadaConfig",
+        "hfdc.tada.cli:run",
+    ),
+    "hallucination": Command(
+        "Hallucination detection: self/cross-model consistency with a budget-aware two-stage verifier.",
+        "hfdc.hallucination.config:HallucinationConfig",
+        "hfdc.hallucination.cli:run",
+    ),
     "demo": Command(
         "Run the default recipes on the embedded data and write artifacts and cards.",
         "hfdc.demo:DemoConfig",
