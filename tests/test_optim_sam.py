@@ -1,0 +1,91 @@
+"""SAM / ASAM: one step equals the hand-computed two-pass update on a quadratic; SamTrainer does the same."""
+
+import pytest
+import torch
+from torch import nn
+from transformers import PreTrainedConfig, PreTrainedModel, TrainingArguments
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from hfdc.optim import SAM, SamTrainer
+
+A = torch.tensor([[3.0, 1.0], [1.0, 2.0]])
+W0 = torch.tensor([1.0, -2.0])
+LR, RHO = 0.1, 0.05
+
+
+def quadratic(w):
+    return 0.5 * w @ A @ w
+
+
+def hand_sam_step(w, adaptive=False):
+    g = A @ w
+    t = w.abs() if adaptive else torch.ones_like(w)
+    e = RHO * t**2 * g / torch.linalg.norm(t * g)
+    return w - LR * (A @ (w + e))
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_sam_step_matches_hand_computed_update(adaptive):
+    w = nn.Parameter(W0.clone())
+    opt = SAM(torch.optim.SGD([w], lr=LR), rho=RHO, adaptive=adaptive)
+
+    def closure():
+        opt.zero_grad()
+        loss = quadratic(w)
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert loss.item() == pytest.approx(quadratic(W0).item())
+    torch.testing.assert_close(w.detach(), hand_sam_step(W0, adaptive))
+    # SAM differs from the plain gradient step here
+    assert not torch.allclose(w.detach(), W0 - LR * (A @ W0))
+
+
+def test_split_form_and_errors():
+    w = nn.Parameter(W0.clone())
+    opt = SAM(torch.optim.SGD([w], lr=LR), rho=RHO)
+    with pytest.raises(ValueError, match="backward"):
+        opt.perturb()
+    with pytest.raises(ValueError, match="perturb"):
+        opt.step()
+    quadratic(w).backward()
+    opt.perturb()
+    quadratic(w).backward()
+    opt.step()
+    torch.testing.assert_close(w.detach(), hand_sam_step(W0))
+    with pytest.raises(ValueError, match="rho"):
+        SAM(torch.optim.SGD([w], lr=LR), rho=0)
+
+
+class _QuadConfig(PreTrainedConfig):
+    model_type = "hfdc_test_quadratic"
+
+
+class _Quadratic(PreTrainedModel):
+    config_class = _QuadConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.w = nn.Parameter(W0.clone())
+
+    def forward(self, x, labels=None):
+        loss = 0.5 * self.w @ A @ self.w + 0.0 * x.sum()
+        return SequenceClassifierOutput(loss=loss, logits=x)
+
+
+def test_sam_trainer_takes_the_sam_step(tmp_path):
+    from datasets import Dataset
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=1, learning_rate=LR,
+        optim="sgd", lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=0.0,
+        report_to=[], save_strategy="no", use_cpu=True,
+    )
+    model = _Quadratic(_QuadConfig())
+    data = Dataset.from_dict({"x": [[0.0]], "labels": [0]})
+    trainer = SamTrainer(model=model, args=args, train_dataset=data, rho=RHO)
+    trainer.train()
+    torch.testing.assert_close(model.w.detach(), hand_sam_step(W0))
+    with pytest.raises(ValueError, match="gradient_accumulation_steps"):
+        SamTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), gradient_accumulation_steps=2, report_to=[]), rho=RHO)
