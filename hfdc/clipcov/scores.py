@@ -1,0 +1,112 @@
+"""CLIPCov per-example scores: cross + 2 * easiness + label / 2 - cross-class penalty.
+
+Joshi, Jain, Payani, Mirzasoleiman, "Data-Efficient Contrastive Language-Image Pretraining:
+Prioritizing Data Quality over Quantity", AISTATS 2024, arXiv 2403.12267.
+
+Everything here works on one latent class at a time: no matrix is larger than
+``class size x class size`` (and that one is built in row blocks of at most ``block_elements``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+PENALTIES = ("max", "mean")
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm, in float32 (zero rows stay zero)."""
+    x = x.to(torch.float32)
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def thresholded(similarity: torch.Tensor, threshold: float | None) -> torch.Tensor:
+    """Similarities below ``threshold`` set to 0 (``None`` keeps them all)."""
+    if threshold is None:
+        return similarity
+    return similarity * (similarity >= threshold)
+
+
+def pair_similarity_sums(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    image_to: torch.Tensor,
+    text_to: torch.Tensor,
+    threshold: float | None,
+    block_elements: int = 1 << 24,
+) -> torch.Tensor:
+    """For every row j of ``image``/``text``: sum over b of thr(img_j . txt_b) + thr(img_b . txt_j).
+
+    ``image_to``/``text_to`` are the pairs b. Without a threshold the sums factorise into
+    ``img_j . sum_b txt_b + txt_j . sum_b img_b``; with one, the products are built in row blocks.
+    """
+    if threshold is None:
+        return image @ text_to.sum(0) + text @ image_to.sum(0)
+    total = torch.zeros(image.shape[0], dtype=torch.float32)
+    rows = max(1, block_elements // max(1, image_to.shape[0]))
+    for start in range(0, image.shape[0], rows):
+        stop = start + rows
+        image_text = thresholded(image[start:stop] @ text_to.T, threshold)  # img_j . txt_b
+        text_image = thresholded(text[start:stop] @ image_to.T, threshold)  # txt_j . img_b
+        total[start:stop] = image_text.sum(1) + text_image.sum(1)
+    return total
+
+
+def cross_term(image: torch.Tensor, text: torch.Tensor, threshold: float | None) -> torch.Tensor:
+    """cross_i = (1/|c|) sum_{j in c} [thr(img_i . txt_j) + thr(txt_i . img_j)], over the class's pairs.
+
+    Normalised by the class size as in the authors' notebook, so it is on the scale of a cosine.
+    """
+    return pair_similarity_sums(image, text, image, text, threshold) / image.shape[0]
+
+
+def penalty_term(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    class_id: int,
+    image_centroids: torch.Tensor,
+    text_centroids: torch.Tensor,
+    present: torch.Tensor,
+    reduction: str,
+) -> torch.Tensor:
+    """penalty_i = cos(img_i, caption centroid of c') + cos(cap_i, image centroid of c'), over other classes c'.
+
+    ``reduction`` "max" takes the most confusable other class, "mean" averages over them (the sum scaled
+    by 1/(number of other classes), which keeps the term on the scale of a cosine). Classes that are
+    not ``present`` (no members) have no centroid and are skipped; with no other class the penalty is 0.
+    """
+    others = present.clone()
+    others[class_id] = False
+    count = int(others.sum())
+    if count == 0:
+        return torch.zeros(image.shape[0])
+    if reduction == "mean":
+        return (image @ text_centroids[others].sum(0) + text @ image_centroids[others].sum(0)) / count
+    if reduction == "max":
+        return (image @ text_centroids[others].T).amax(1) + (text @ image_centroids[others].T).amax(1)
+    raise ValueError(f"penalty must be one of {PENALTIES}, got {reduction!r}")
+
+
+def class_scores(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    class_id: int,
+    image_centroids: torch.Tensor,
+    text_centroids: torch.Tensor,
+    present: torch.Tensor,
+    class_text: torch.Tensor | None = None,
+    threshold: float | None = 0.0,
+    penalty: str = "max",
+) -> torch.Tensor:
+    """score_i = cross_i + 2 * easiness_i + label_i / 2 - penalty_i for the members of one class.
+
+    ``image``/``text`` are the class's L2-normalised embeddings; easiness_i = cos(img_i, cap_i);
+    label_i = cos(cap_i, class_text) (0 when no class text embedding is given).
+    """
+    if image.shape[0] == 0:
+        raise ValueError(f"class {class_id} has no examples; drop it from the labels / class_text_embeds")
+    easiness = (image * text).sum(1)
+    label = text @ class_text if class_text is not None else torch.zeros_like(easiness)
+    cross = cross_term(image, text, threshold)
+    penalty_ = penalty_term(image, text, class_id, image_centroids, text_centroids, present, penalty)
+    return cross + 2 * easiness + label / 2 - penalty_
