@@ -1,0 +1,92 @@
+"""hfdc.hub: card rendering, and push -> load round trips through the local test Hub (tests/hub_server.py)."""
+
+import json
+
+import pytest
+import yaml
+from huggingface_hub import DatasetCard, ModelCard
+
+from hfdc import hub
+from tests.hub_fixtures import FAKE_TOKEN, hub_server, run_online  # noqa: F401  (hub_server is a fixture)
+
+CARD = {
+    "method": "clipcov", "paper": "Data-Efficient Contrastive Language-Image Pretraining", "arxiv": "2403.12267",
+    "license": "mit", "tags": ["clip"], "base_model": "hfdc/tiny-clip", "datasets": ["hfdc/shapes"],
+    "description": "Selected subset.", "config": {"budget": 0.3, "seed": 1, "api_key": "sk-secret"},
+    "figures": {"zero-shot accuracy": 0.42, "selected rows": 30},
+}
+
+
+@pytest.mark.parametrize("kind,card_class", [("model", ModelCard), ("dataset", DatasetCard)])
+def test_render_card_metadata_and_body(kind, card_class):
+    text = hub.render_card(kind, CARD, "user/selected")
+    card = card_class(text)
+    data = card.data.to_dict()
+    assert data["tags"] == ["hfdc", "clipcov", "clip"]
+    assert data["license"] == "mit" and data["pretty_name"] == "selected"
+    assert data["base_model"] == "hfdc/tiny-clip"
+    assert data["datasets" if kind == "model" else "source_datasets"] == ["hfdc/shapes"]
+    assert "[arXiv:2403.12267](https://arxiv.org/abs/2403.12267)" in card.text
+    assert "*Data-Efficient Contrastive Language-Image Pretraining*" in card.text
+    config = yaml.safe_load(card.text.split("```yaml\n")[1].split("```")[0])
+    assert config == {"budget": 0.3, "seed": 1, "api_key": "<redacted>"}
+    assert "| zero-shot accuracy | 0.42 |" in card.text and "| selected rows | 30 |" in card.text
+    assert "sk-secret" not in text
+
+
+def test_render_card_bad_input():
+    with pytest.raises(ValueError, match="budget"):
+        hub.render_card("model", {"budget": 3}, "x")
+    with pytest.raises(TypeError, match="tags"):
+        hub.render_card("model", {"tags": "clip"}, "x")
+    with pytest.raises(FileNotFoundError, match="available: \\['default'\\]"):
+        hub.render_card("dataset", {"template": "nope"}, "x")
+
+
+def test_push_without_repo_saves_locally(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    data = datasets.Dataset.from_dict({"x": [1, 2, 3]})
+    folder = hub.push_dataset(data, output_dir=tmp_path / "out", card={"method": "colm"})
+    assert datasets.load_from_disk(str(folder))["x"] == [1, 2, 3]
+    assert DatasetCard.load(folder / "README.md").data.tags == ["hfdc", "colm"]
+
+
+@pytest.fixture(scope="module")
+def round_trip(hub_server, tmp_path_factory):  # noqa: F811
+    work = tmp_path_factory.mktemp("hub_round_trip")
+    proc = run_online(["-m", "tests.hub_roundtrip", str(work / "result.json")], hub_server, work / "hf_home")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((work / "result.json").read_text()), proc.stdout + proc.stderr
+
+
+pytestmark = pytest.mark.xdist_group("hub")
+
+
+def test_dataset_round_trip(round_trip):
+    result, _ = round_trip
+    assert result["dataset_equal"] == {"train": True, "test": True}
+    assert result["dataset_features_equal"]
+
+
+def test_model_round_trip(round_trip):
+    result, _ = round_trip
+    assert result["model_equal"]
+
+
+def test_pushed_cards_carry_metadata(round_trip):
+    result, _ = round_trip
+    for data in (result["dataset_card"], result["model_card"]):
+        assert data["tags"] == ["hfdc", "colm", "data-selection"] and data["license"] == "apache-2.0"
+    assert result["dataset_card"]["configs"][0]["data_files"][0]["path"].startswith("data/")  # datasets' metadata kept
+    assert result["model_card"]["datasets"] == ["hfdc/sentiment"]
+    assert "| accuracy | 0.75 |" in result["model_card_text"]
+
+
+def test_push_errors_are_clear_and_token_never_leaks(round_trip):
+    result, log = round_trip
+    errors = result["errors"]
+    assert errors["no_token"].startswith("ValueError") and "HF_TOKEN" in errors["no_token"]
+    assert result["no_token_saved_locally"]
+    assert errors["server_echoes_token"].startswith("HubPushError") and "***" in errors["server_echoes_token"]
+    for text in [*errors.values(), log, *result["local_cards"], result["model_card_text"]]:
+        assert FAKE_TOKEN not in text
