@@ -1,42 +1,26 @@
-"""Transformers backend on a tiny random Llama saved to disk: seeded sampling, greedy decoding, chat template."""
+"""Transformers backend on tiny random models saved to disk (hfdc.models): seeded sampling, greedy, prompt building."""
 
 import pytest
-import torch
 from PIL import Image
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 import hfdc.backends as backends
-
-SENTENCES = ["a red circle left of a blue square", "the green triangle is above the circle", "what shape is red"]
-CHAT_TEMPLATE = "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+from hfdc.models import tiny, tiny_processor
 
 
-def tiny_llama(path, chat_template=None):
-    """Save a 2-layer hidden-16 Llama with a word-level tokenizer on SENTENCES to ``path``."""
-    vocab = {token: i for i, token in enumerate(["<unk>", "<s>", "</s>", "<pad>", "<user>", "<assistant>", "<system>"])}
-    for word in sorted({w for s in SENTENCES for w in s.split()}):
-        vocab.setdefault(word, len(vocab))
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        chat_template=chat_template,
-    )
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=3,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return tokenizer
+def save_tiny(kind, path, chat_template=True):
+    """Save ``tiny(kind)`` and its processor to ``path`` (without a chat template when asked)."""
+    processor = tiny_processor(kind)
+    if not chat_template:
+        processor.chat_template = None
+    tiny(kind).save_pretrained(path)
+    processor.save_pretrained(path)
+    return processor
 
 
 @pytest.fixture(scope="module")
 def llama_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama(path)
+    save_tiny("llama", path)
     return path
 
 
@@ -50,7 +34,8 @@ def test_seeded_sampling_is_repeatable_and_seed_dependent(llama_path, tmp_path):
     # a sample depends on (seed, prompt index, sample index) only, not on n
     assert backend.generate(prompts, n=1, temperature=1.0, max_new_tokens=6, seed=0) == [[first[0][0]], [first[1][0]]]
     assert backend.usage.calls == 4 * 3 + 2
-    assert backend.usage.prompt_tokens == (3 + 4) * 7  # plain concatenation: the words of each prompt
+    prompt_lengths = [len(backend.encode(backends.base.to_messages(p))["input_ids"][0]) for p in prompts]
+    assert backend.usage.prompt_tokens == 7 * sum(prompt_lengths)
     assert 0 < backend.usage.completion_tokens <= 6 * backend.usage.calls
 
     greedy = backend.generate(prompts, n=3, temperature=0.0, max_new_tokens=6, seed=0)
@@ -64,13 +49,37 @@ def test_seeded_sampling_is_repeatable_and_seed_dependent(llama_path, tmp_path):
     assert (cached.usage.calls, rerun.usage.calls, rerun.usage.cache_hits) == (4, 0, 4)
 
 
-def test_chat_template_is_used_when_present(tmp_path):
-    tokenizer = tiny_llama(tmp_path, chat_template=CHAT_TEMPLATE)
-    backend = backends.get(f"transformers:{tmp_path}", use_cache=False, progress=False)
-    messages = [{"role": "system", "content": "the green triangle"}, {"role": "user", "content": "what shape"}]
-    inputs = backend.encode(messages)
-    expected = tokenizer("<system> the green triangle <user> what shape <assistant>")["input_ids"]
-    assert inputs["input_ids"][0].tolist() == expected
+def test_prompt_uses_chat_template_else_joined_texts(llama_path, tmp_path):
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what shape"}]
+    with_template = backends.get(f"transformers:{llama_path}", use_cache=False, progress=False)
+    tokenizer = with_template.tokenizer
+    rendered = "<s><|system|>\nbe brief</s>\n<|user|>\nwhat shape</s>\n<|assistant|>\n"
+    expected = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    assert with_template.encode(messages)["input_ids"][0].tolist() == expected
+
+    save_tiny("llama", tmp_path, chat_template=False)
+    plain = backends.get(f"transformers:{tmp_path}", use_cache=False, progress=False)
+    assert plain.encode(messages)["input_ids"][0].tolist() == tokenizer("be brief\nwhat shape")["input_ids"]
     image = [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (2, 2))}]}]
     with pytest.raises(ValueError, match="text-only model"):
-        backend.generate([image])
+        plain.generate([image])
+
+
+def test_vision_language_model_takes_images(tmp_path):
+    processor = save_tiny("llava", tmp_path)
+    backend = backends.get(f"transformers:{tmp_path}", use_cache=False, progress=False)
+    image_token_id = backend.network.config.image_token_id
+    prompt = [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (32, 32), "red")},
+                                           {"type": "text", "text": "what shape is red"}]}]
+    inputs = backend.encode(prompt)
+    num_image_tokens = (processor.image_processor.size["shortest_edge"] // backend.network.config.vision_config.patch_size) ** 2
+    assert int((inputs["input_ids"] == image_token_id).sum()) == num_image_tokens
+    assert inputs["pixel_values"].shape[0] == 1
+    first = backend.generate([prompt, "a red circle"], n=2, max_new_tokens=4, seed=3)
+    assert backend.generate([prompt, "a red circle"], n=2, max_new_tokens=4, seed=3) == first
+    assert first[0][0] != first[0][1]
+
+    backend.processor.chat_template = None  # fallback: texts joined, image parts become the image token
+    plain = backend.encode(prompt)
+    assert int((plain["input_ids"] == image_token_id).sum()) == num_image_tokens
+    assert backend.tokenizer.decode(plain["input_ids"][0][plain["input_ids"][0] != image_token_id]) == "<s>\nwhat shape is red"
