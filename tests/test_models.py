@@ -61,7 +61,9 @@ def test_tokenizer_round_trip_and_chat_template(tmp_path):
     assert len(tok("the red circle").input_ids) == 4  # <s> + three whole-word tokens from the built-in corpus
     assert {tok.pad_token_id, tok.bos_token_id, tok.eos_token_id} == {0, 1, 3} and len(tok) == 1024
     chat = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
-    assert chat == "<|user|>\nhi</s>\n<|assistant|>\n"
+    assert chat == "<s><|user|>\nhi</s>\n<|assistant|>\n"
+    chat_ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=True, return_dict=True)["input_ids"]
+    assert chat_ids[:2] == [tok.bos_token_id, tok.encode("<|", add_special_tokens=False)[0]] and chat_ids.count(1) == 1
     tok.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     assert loaded(text).input_ids == ids and loaded.chat_template == tok.chat_template
@@ -147,19 +149,30 @@ def test_classifier_trains_and_round_trips(kind, tmp_path):
     assert model.embed(pixel_values).shape[0] == 8
 
 
-def test_grayscale_classifier_with_image_transform():
-    from datasets import Dataset, Features, Image as ImageFeature, Value
+def test_grayscale_convnet_trains_in_trainer_with_image_transform(tmp_path):
+    from datasets import ClassLabel, Dataset, Features, Image as ImageFeature
+    from transformers import Trainer, TrainingArguments
 
-    images = [Image.fromarray(np.full((8, 8), 255 * i, dtype=np.uint8), "L") for i in range(2)]
-    data = Dataset.from_dict({"image": images, "label": [0, 1]}, features=Features(image=ImageFeature(), label=Value("int64")))
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L") for _ in range(8)]
+    features = Features(image=ImageFeature(), label=ClassLabel(names=["a", "b"]))
+    data = Dataset.from_dict({"image": images, "label": [0, 1] * 4}, features=features)
     data.set_transform(image_transform(tiny_processor("convnet", image_size=8, num_channels=1)))
     batch = data[:2]
     assert batch["pixel_values"].shape == (2, 1, 8, 8) and batch["label"] == [0, 1]
-    assert batch["pixel_values"][0].min().item() == -1.0 and batch["pixel_values"][1].max().item() == 1.0
+    expected = (np.asarray(images[0], dtype=np.float32) / 255 - 0.5) / 0.5
+    assert np.allclose(batch["pixel_values"][0, 0].numpy(), expected, atol=1e-6)
     model = tiny("convnet", num_channels=1, image_size=8, num_labels=2)
-    assert model(batch["pixel_values"]).logits.shape == (2, 2)
     with pytest.raises(ValueError, match="num_channels"):
         model(torch.zeros(1, 3, 8, 8))
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=15, per_device_train_batch_size=8, learning_rate=0.01,
+        remove_unused_columns=False, report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=data, eval_dataset=data)
+    before = trainer.evaluate()["eval_loss"]
+    trainer.train()
+    assert trainer.evaluate()["eval_loss"] < 0.5 * before
 
 
 def test_unet_class_conditional_round_trip(tmp_path):
@@ -197,6 +210,9 @@ def test_img2img_pipeline_size_seed_and_round_trip(tmp_path):
     np.testing.assert_allclose(run(loaded, 0), first, atol=1e-5)  # reloaded components differ in float rounding only
 
 
-def test_every_kind_builds_small():
-    sizes = {kind: sum(p.numel() for p in tiny(kind).parameters()) for kind in KINDS if kind != "img2img"}
-    assert all(0 < size < 500_000 for size in sizes.values()), sizes
+def test_every_kind_builds_small_and_seeded():
+    for kind in KINDS:
+        if kind != "img2img":
+            model = tiny(kind)
+            assert 0 < sum(p.numel() for p in model.parameters()) < 500_000, kind
+            _assert_same_state(model, tiny(kind))

@@ -10,6 +10,7 @@ from transformers import (
     CLIPModel,
     CLIPTextConfig,
     CLIPTextModel,
+    CLIPVisionConfig,
     LlamaConfig,
     LlamaForCausalLM,
     LlavaConfig,
@@ -23,7 +24,7 @@ from hfdc.models.classifiers import (
     ResNetConfig,
     ResNetForImageClassification,
 )
-from hfdc.models.tokenizer import SPECIAL_TOKENS, VOCAB_SIZE
+from hfdc.models.tokenizer import SPECIAL_TOKENS, VOCAB_SIZE, tiny_tokenizer
 
 PAD_ID, BOS_ID, IMAGE_TOKEN_ID, EOS_ID = range(len(SPECIAL_TOKENS))
 
@@ -130,17 +131,15 @@ def _init_keys(cls: type) -> set[str]:
 def _check_nested(config: dict, kind: str, nested: dict[str, type]) -> None:
     """Validate the keys of nested override dicts (e.g. llava's text_config) against their classes."""
     for key, config_class in nested.items():
-        allowed = _config_keys(config_class) | {"model_type"}
-        _merge({}, config[key], allowed, f"{kind}.{key}")
+        _merge({}, config[key], _config_keys(config_class) | {"model_type"}, f"{kind}.{key}")
 
 
-def _llama(config: dict):
-    return LlamaForCausalLM(LlamaConfig(**config))
+def _llama(overrides: dict):
+    return LlamaForCausalLM(LlamaConfig(**_merge(DEFAULTS["llama"], overrides, _config_keys(LlamaConfig), "llama")))
 
 
-def _llava(config: dict):
-    from transformers import CLIPVisionConfig
-
+def _llava(overrides: dict):
+    config = _merge(DEFAULTS["llava"], overrides, _config_keys(LlavaConfig), "llava")
     _check_nested(config, "llava", {"text_config": LlamaConfig, "vision_config": CLIPVisionConfig})
     if config["image_token_id"] >= config["text_config"]["vocab_size"]:
         raise ValueError(
@@ -150,9 +149,8 @@ def _llava(config: dict):
     return LlavaForConditionalGeneration(LlavaConfig(**config))
 
 
-def _clip(config: dict):
-    from transformers import CLIPVisionConfig
-
+def _clip(overrides: dict):
+    config = _merge(DEFAULTS["clip"], overrides, _config_keys(CLIPConfig), "clip")
     _check_nested(config, "clip", {"text_config": CLIPTextConfig, "vision_config": CLIPVisionConfig})
     text = config["text_config"]
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
@@ -161,17 +159,16 @@ def _clip(config: dict):
     return CLIPModel(CLIPConfig(**config))
 
 
-def _unet(config: dict):
-    from diffusers import UNet2DModel
+def _unet(overrides: dict):
+    from diffusers import UNet2DModel  # diffusers is imported only by the kinds that need it (slow import)
 
-    return UNet2DModel(**config)
+    return UNet2DModel(**_merge(DEFAULTS["unet"], overrides, _init_keys(UNet2DModel), "unet"))
 
 
-def _img2img(config: dict):
+def _img2img(overrides: dict):
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
 
-    from hfdc.models.tokenizer import tiny_tokenizer
-
+    config = _merge(DEFAULTS["img2img"], overrides, set(DEFAULTS["img2img"]), "img2img")
     for key, cls in {"unet": UNet2DConditionModel, "vae": AutoencoderKL, "scheduler": DDIMScheduler}.items():
         _merge({}, config[key], _init_keys(cls), f"img2img.{key}")
     _merge({}, config["text_encoder"], _config_keys(CLIPTextConfig), "img2img.text_encoder")
@@ -188,22 +185,24 @@ def _img2img(config: dict):
     )
 
 
-def _convnet(config: dict):
+def _convnet(overrides: dict):
+    config = _merge(DEFAULTS["convnet"], overrides, _config_keys(ConvNetConfig), "convnet")
     return ConvNetForImageClassification(ConvNetConfig(**config))
 
 
-def _resnet(config: dict):
+def _resnet(overrides: dict):
+    config = _merge(DEFAULTS["resnet"], overrides, _config_keys(ResNetConfig), "resnet")
     return ResNetForImageClassification(ResNetConfig(**config))
 
 
 _BUILDERS = {
-    "llama": (_llama, lambda: _config_keys(LlamaConfig)),
-    "llava": (_llava, lambda: _config_keys(LlavaConfig)),
-    "clip": (_clip, lambda: _config_keys(CLIPConfig)),
-    "unet": (_unet, lambda: _init_keys(__import__("diffusers").UNet2DModel)),
-    "img2img": (_img2img, lambda: set(DEFAULTS["img2img"])),
-    "convnet": (_convnet, lambda: _config_keys(ConvNetConfig)),
-    "resnet": (_resnet, lambda: _config_keys(ResNetConfig)),
+    "llama": _llama,
+    "llava": _llava,
+    "clip": _clip,
+    "unet": _unet,
+    "img2img": _img2img,
+    "convnet": _convnet,
+    "resnet": _resnet,
 }
 
 
@@ -217,14 +216,13 @@ def tiny(kind: str, seed: int = 0, **config_overrides):
     """A tiny random-weight model of `kind` (see `KINDS`), initialised from `torch.manual_seed(seed)`.
 
     Overrides update `DEFAULTS[kind]` (nested configs as dicts, e.g. `text_config={"hidden_size": 64}`);
-    "img2img" returns the whole `StableDiffusionImg2ImgPipeline`. The global RNG state is left untouched.
+    an unknown key is a ValueError listing the valid ones. "img2img" returns the whole
+    `StableDiffusionImg2ImgPipeline`. Models come in eval mode; the global RNG state is left untouched.
     """
     check_kind(kind)
-    build, allowed = _BUILDERS[kind]
-    config = _merge(DEFAULTS[kind], config_overrides, allowed(), kind)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build(config)
-    if hasattr(model, "eval"):
+        model = _BUILDERS[kind](config_overrides)
+    if isinstance(model, torch.nn.Module):
         model.eval()
     return model

@@ -12,6 +12,7 @@ at the largest token id instead of at the end token."""
 VOCAB_SIZE = 1024
 
 CHAT_TEMPLATE = (
+    "{{ bos_token }}"
     "{% for message in messages %}"
     "<|{{ message['role'] }}|>\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
@@ -22,7 +23,7 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
-"""`<|role|>\\ncontent</s>\\n` per message; image parts become `<image>`; `<|assistant|>\\n` opens a reply."""
+"""`<s>` then `<|role|>\\ncontent</s>\\n` per message; image parts become `<image>`; `<|assistant|>\\n` opens a reply."""
 
 _WORDS = """
 the a an of and or but not no yes is are was were be been being have has had do does did will would
