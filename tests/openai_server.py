@@ -41,7 +41,7 @@ class OpenAIServer:
 
     def __init__(self):
         self.requests: list[dict] = []
-        self._failures: list[int] = []
+        self._failures: list[int | None] = []  # queued outcomes of the next requests (None: answer normally)
         self._lock = threading.Lock()
         self.app = self._build_app()
         with socket.socket() as sock:
@@ -55,10 +55,10 @@ class OpenAIServer:
         """The ``hfdc.backends.get`` spec for this server."""
         return f"openai:{model}@{self.base_url}"
 
-    def fail_next(self, k: int, status: int = 429) -> None:
-        """Answer the next ``k`` chat requests with HTTP ``status`` (e.g. 429, 500)."""
+    def fail_next(self, k: int, status: int = 429, after: int = 0) -> None:
+        """Answer ``k`` chat requests with HTTP ``status`` (e.g. 429, 500), after letting ``after`` requests succeed."""
         with self._lock:
-            self._failures.extend([status] * k)
+            self._failures.extend([None] * after + [status] * k)
 
     def _build_app(self) -> FastAPI:
         app = FastAPI()

@@ -128,3 +128,19 @@ def test_http_errors_never_show_the_key(openai_server, monkeypatch):  # noqa: F8
     with pytest.raises(GenerationRequestError, match="1 attempt"):
         backend.generate(["x"])
     assert len(openai_server.requests) == 4
+
+
+def test_http_failure_mid_batch_keeps_finished_samples(openai_server, tmp_path):  # noqa: F811
+    prompts = ["one", "two", "three"]
+    backend = backends.get(openai_server.spec(), cache_dir=tmp_path, max_workers=1, max_retries=0, progress=False)
+    openai_server.fail_next(1, status=503, after=1)
+    with pytest.raises(GenerationRequestError, match="prompt 1 sample 0 failed after 1 attempt"):
+        backend.generate(prompts)
+    # prompt 2 is either cancelled or already in flight; a finished request is kept either way
+    answered = len(openai_server.requests) - 1
+    assert answered in (1, 2) and backend.usage.calls == answered
+    rerun = backends.get(openai_server.spec(), cache_dir=tmp_path, progress=False)
+    out = rerun.generate(prompts)
+    assert (rerun.usage.cache_hits, rerun.usage.calls) == (answered, 3 - answered)
+    assert out == [[expected_answer([{"role": "user", "content": p}], "test-model", 1.0, backends.sample_seed(0, i, 0), 64)]
+                   for i, p in enumerate(prompts)]
