@@ -6,6 +6,7 @@ from datasets import load_from_disk
 
 from hfdc.cli import main
 from hfdc.data import load
+from tests.hub_fixtures import hub_server, run_online  # noqa: F401  (hub_server is a fixture)
 
 
 def test_cli_writes_loadable_dataset_and_card(tmp_path):
@@ -61,3 +62,19 @@ def test_recipe_per_data_set_spells_out_its_defaults(name):
     assert config.name == name
     defaults = {k: v for k, v in params(name).items() if v is not None}
     assert dataset_params(config) == defaults
+
+
+def test_cli_pushes_to_hub_and_loads_back(hub_server, tmp_path):
+    """With repo_id, the data set and its card reach the (local test) Hub and load back with load_dataset."""
+    script = (
+        "from hfdc.cli import main; from datasets import load_dataset; from huggingface_hub import hf_hub_download;"
+        f"main(['data', '--config', 'recipes/data/demo.yaml', '--output_dir', {str(tmp_path / 'out')!r},"
+        " '--repo_id', 'tester/shapes-demo', '--n_train', '12', '--n_validation', '6', '--n_test', '6']);"
+        "ds = load_dataset('tester/shapes-demo');"
+        "print('ROWS', {k: v.num_rows for k, v in ds.items()}, ds['train'].features['label'].names[0]);"
+        "print('CARD', '| rows_train | 12 |' in open(hf_hub_download('tester/shapes-demo', 'README.md', repo_type='dataset')).read())"
+    )
+    result = run_online(["-c", script], hub_server, tmp_path / "home")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ROWS {'train': 12, 'validation': 6, 'test': 6} circle" in result.stdout
+    assert "CARD True" in result.stdout
