@@ -22,7 +22,9 @@ def _text_and_images(content) -> tuple[str, int]:
     return text, sum(part.get("type") == "image_url" for part in content)
 
 
-def expected_answer(messages: list[dict], model: str, temperature: float, seed: int | None, max_tokens: int | None) -> str:
+def expected_answer(
+    messages: list[dict], model: str, temperature: float, seed: int | None, max_tokens: int | None
+) -> str:
     """The server's answer: ``"<8 hex of sha256(model|last text|temperature|seed)> <last text>"`` (+ image count),
     cut to ``max_tokens`` words. Tests compute it to check values end to end."""
     text, images = _text_and_images(messages[-1]["content"])
@@ -86,7 +88,12 @@ class OpenAIServer:
                 "model": body.get("model", ""),
                 "system_fingerprint": "test",
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop", "logprobs": None}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
                 ],
                 "usage": usage,
             }

@@ -86,7 +86,8 @@ def test_http_backend_values_retry_usage_and_cache(openai_server, monkeypatch, t
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-other")
     assert api_key_from_env() == "sk-hfdc-test-key"
     image = Image.new("RGB", (8, 8), "blue")
-    prompts = ["hello there world", [{"role": "user", "content": [{"type": "text", "text": "what"}, {"type": "image", "image": image}]}]]
+    parts = [{"type": "text", "text": "what"}, {"type": "image", "image": image}]
+    prompts = ["hello there world", [{"role": "user", "content": parts}]]
     backend = backends.get(openai_server.spec("m1"), cache_dir=tmp_path, backoff=0.01, max_workers=2)
     openai_server.fail_next(2, status=429)
     out = backend.generate(prompts, n=2, temperature=0.7, max_new_tokens=3, seed=4)
@@ -100,11 +101,13 @@ def test_http_backend_values_retry_usage_and_cache(openai_server, monkeypatch, t
     assert out[1][0].endswith("[1 image(s)]") and out[0][0] != out[0][1]
     assert len(openai_server.requests) == 4 + 2  # two 429s were retried
     assert {r["authorization"] for r in openai_server.requests} == {"Bearer sk-hfdc-test-key"}
-    sent_parts = [r["body"]["messages"][0]["content"] for r in openai_server.requests if isinstance(r["body"]["messages"][0]["content"], list)]
+    contents = [r["body"]["messages"][0]["content"] for r in openai_server.requests]
+    sent_parts = [content for content in contents if isinstance(content, list)]
     assert sent_parts and all(parts[1]["image_url"]["url"].startswith("data:image/png;base64,") for parts in sent_parts)
     assert backend.usage.calls == 4
     assert backend.usage.prompt_tokens == 2 * 3 + 2 * 1
-    assert backend.usage.completion_tokens == sum(len(text.split()) for samples in out for text in samples) == 2 * 3 + 2 * 4
+    words = sum(len(text.split()) for samples in out for text in samples)
+    assert backend.usage.completion_tokens == words == 2 * 3 + 2 * 4
 
     rerun = backends.get(openai_server.spec("m1"), cache_dir=tmp_path)
     assert rerun.generate(prompts, n=2, temperature=0.7, max_new_tokens=3, seed=4) == out
@@ -142,5 +145,6 @@ def test_http_failure_mid_batch_keeps_finished_samples(openai_server, tmp_path):
     rerun = backends.get(openai_server.spec(), cache_dir=tmp_path, progress=False)
     out = rerun.generate(prompts)
     assert (rerun.usage.cache_hits, rerun.usage.calls) == (answered, 3 - answered)
-    assert out == [[expected_answer([{"role": "user", "content": p}], "test-model", 1.0, backends.sample_seed(0, i, 0), 64)]
-                   for i, p in enumerate(prompts)]
+    seeds = [backends.sample_seed(0, i, 0) for i in range(3)]
+    expected = [expected_answer([{"role": "user", "content": p}], "test-model", 1.0, s, 64) for p, s in zip(prompts, seeds)]
+    assert out == [[text] for text in expected]

@@ -72,7 +72,8 @@ def test_vision_language_model_takes_images(tmp_path):
     prompt = [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (32, 32), "red")},
                                            {"type": "text", "text": "what shape is red"}]}]
     inputs = backend.encode(prompt)
-    num_image_tokens = (processor.image_processor.size["shortest_edge"] // backend.network.config.vision_config.patch_size) ** 2
+    patch_size = backend.network.config.vision_config.patch_size
+    num_image_tokens = (processor.image_processor.size["shortest_edge"] // patch_size) ** 2
     assert int((inputs["input_ids"] == image_token_id).sum()) == num_image_tokens
     assert inputs["pixel_values"].shape[0] == 1
     first = backend.generate([prompt, "a red circle"], n=2, max_new_tokens=4, seed=3)
@@ -82,4 +83,5 @@ def test_vision_language_model_takes_images(tmp_path):
     backend.processor.chat_template = None  # fallback: texts joined, image parts become the image token
     plain = backend.encode(prompt)
     assert int((plain["input_ids"] == image_token_id).sum()) == num_image_tokens
-    assert backend.tokenizer.decode(plain["input_ids"][0][plain["input_ids"][0] != image_token_id]) == "<s>\nwhat shape is red"
+    ids = plain["input_ids"][0]
+    assert backend.tokenizer.decode(ids[ids != image_token_id]) == "<s>\nwhat shape is red"

@@ -2,7 +2,6 @@
 
 import hashlib
 import os
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,9 +22,6 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cache_hits: int = 0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -58,7 +54,9 @@ def to_messages(prompt: Prompt, index: int = 0) -> list[dict]:
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
     if not isinstance(prompt, list) or not prompt:
-        raise TypeError(f"prompts[{index}] must be a str or a non-empty list of chat messages, got {type(prompt).__name__}")
+        raise TypeError(
+            f"prompts[{index}] must be a str or a non-empty list of chat messages, got {type(prompt).__name__}"
+        )
     for message in prompt:
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
             raise ValueError(f"prompts[{index}]: each message needs 'role' and 'content' keys, got {message!r}")
@@ -66,7 +64,9 @@ def to_messages(prompt: Prompt, index: int = 0) -> list[dict]:
         if isinstance(content, str):
             continue
         if not isinstance(content, list):
-            raise TypeError(f"prompts[{index}]: message content must be a str or a list of parts, got {type(content).__name__}")
+            raise TypeError(
+                f"prompts[{index}]: message content must be a str or a list of parts, got {type(content).__name__}"
+            )
         for part in content:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text" and isinstance(part.get("text"), str):
@@ -98,24 +98,20 @@ class Backend:
 
     kind: str = ""
 
-    def __init__(self, model: str, cache_dir: str | os.PathLike | None = None, use_cache: bool = True, progress: bool = True):
+    def __init__(
+        self, model: str, cache_dir: str | os.PathLike | None = None, use_cache: bool = True, progress: bool = True
+    ):
         self.model = model
-        self.cache = ResponseCache(Path(cache_dir) if cache_dir is not None else default_cache_dir()) if use_cache else None
+        cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.cache = ResponseCache(cache_dir) if use_cache else None
         self.progress = progress
         self.usage = Usage()
-        self._lock = threading.Lock()
 
     def __repr__(self):
         return f"{type(self).__name__}(model={self.model!r})"
 
     def _run(self, jobs: list[Job], temperature: float, max_new_tokens: int) -> Iterable[tuple[Job, Sample]]:
         raise NotImplementedError
-
-    def _record_call(self, sample: Sample) -> None:
-        with self._lock:
-            self.usage.calls += 1
-            self.usage.prompt_tokens += sample.prompt_tokens
-            self.usage.completion_tokens += sample.completion_tokens
 
     def generate(
         self, prompts: list[Prompt], n: int = 1, temperature: float = 1.0, max_new_tokens: int = 64, seed: int = 0
@@ -157,7 +153,9 @@ class Backend:
                 todo.append(job)
         try:
             for job, sample in self._run(todo, float(temperature), max_new_tokens):
-                self._record_call(sample)
+                self.usage.calls += 1
+                self.usage.prompt_tokens += sample.prompt_tokens
+                self.usage.completion_tokens += sample.completion_tokens
                 if self.cache is not None:
                     self.cache.put(keys[(job.prompt_index, job.sample_index)], asdict(sample))
                 done(job, sample.text)

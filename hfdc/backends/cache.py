@@ -35,7 +35,7 @@ def cache_key(**fields) -> str:
 
 
 class ResponseCache:
-    """A folder of ``<key[:2]>/<key>.json`` files; a write lands with ``os.replace`` so readers never see half a file."""
+    """A folder of ``<key[:2]>/<key>.json`` files; writes land by ``os.replace``: readers never see half a file."""
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)

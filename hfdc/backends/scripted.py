@@ -24,7 +24,10 @@ class ScriptedBackend(Backend):
 
     kind = "scripted"
 
-    def __init__(self, responses: Callable | list | dict | None = None, name: str = "scripted", cache_dir=None, progress: bool = False):
+    def __init__(
+        self, responses: Callable | list | dict | None = None, name: str = "scripted", cache_dir=None,
+        progress: bool = False,
+    ):
         super().__init__(name, cache_dir=cache_dir, use_cache=cache_dir is not None, progress=progress)
         if responses is not None and not isinstance(responses, (list, dict)) and not callable(responses):
             raise TypeError(f"responses must be a callable, list, dict or None, got {type(responses).__name__}")
@@ -35,7 +38,10 @@ class ScriptedBackend(Backend):
             return self.responses(job.messages, job.seed)
         if isinstance(self.responses, list):
             if job.prompt_index >= len(self.responses):
-                raise ValueError(f"responses has {len(self.responses)} entries but prompt {job.prompt_index} was asked; give one per prompt")
+                raise ValueError(
+                    f"responses has {len(self.responses)} entries but prompt {job.prompt_index} was asked; "
+                    "give one entry per prompt"
+                )
             entry = self.responses[job.prompt_index]
         else:
             text = message_text(job.messages[-1])

@@ -42,9 +42,11 @@ class TransformersBackend(Backend):
 
     def encode(self, messages: list[dict]) -> dict:
         """Model inputs for one prompt (chat template when available, else newline-joined texts)."""
-        has_images = any(not isinstance(m["content"], str) and any(p["type"] == "image" for p in m["content"]) for m in messages)
-        if has_images and not self.is_vision:
-            raise ValueError(f"{self.model} is a text-only model; remove the image parts or load a vision-language model")
+        parts = [part for m in messages if not isinstance(m["content"], str) for part in m["content"]]
+        if not self.is_vision and any(part["type"] == "image" for part in parts):
+            raise ValueError(
+                f"{self.model} is a text-only model; remove the image parts or load a vision-language model"
+            )
         if getattr(self.processor, "chat_template", None):
             if not self.is_vision:
                 messages = [{"role": m["role"], "content": message_text(m)} for m in messages]
@@ -71,7 +73,9 @@ class TransformersBackend(Backend):
     def _generate_one(self, inputs: dict, seed: int, temperature: float, max_new_tokens: int) -> Sample:
         transformers.set_seed(seed)
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad_token_id = self.tokenizer.pad_token_id
+        if pad_token_id is None:
+            pad_token_id = self.tokenizer.eos_token_id
         output = self.network.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=pad_token_id, **sampling)
         prompt_length = inputs["input_ids"].shape[1]
         new_tokens = output[0, prompt_length:]
