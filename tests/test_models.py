@@ -62,7 +62,8 @@ def test_tokenizer_round_trip_and_chat_template(tmp_path):
     assert {tok.pad_token_id, tok.bos_token_id, tok.eos_token_id} == {0, 1, 3} and len(tok) == 1024
     chat = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
     assert chat == "<s><|user|>\nhi</s>\n<|assistant|>\n"
-    chat_ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=True, return_dict=True)["input_ids"]
+    messages = [{"role": "user", "content": "hi"}]
+    chat_ids = tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
     assert chat_ids[:2] == [tok.bos_token_id, tok.encode("<|", add_special_tokens=False)[0]] and chat_ids.count(1) == 1
     tok.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
@@ -111,7 +112,8 @@ def test_clip_features_and_round_trip(tmp_path):
     model, processor = tiny("clip"), tiny_processor("clip")
     inputs = processor(images=_images(3), text=["a red circle", "a dog", "x"], return_tensors="pt", padding=True)
     image_embeds = model.get_image_features(pixel_values=inputs.pixel_values).pooler_output
-    text_embeds = model.get_text_features(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask).pooler_output
+    text_embeds = model.get_text_features(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask)
+    text_embeds = text_embeds.pooler_output
     assert image_embeds.shape == text_embeds.shape == (3, model.config.projection_dim)
     logits = model(**inputs).logits_per_image
     assert logits.shape == (3, 3)

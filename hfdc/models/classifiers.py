@@ -1,11 +1,13 @@
 """Small image classifiers as `PreTrainedModel`s: the dataset-distillation ConvNet and a BasicBlock ResNet."""
 
 import torch
+from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import AutoConfig, AutoModelForImageClassification, PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutput
 
 
+@strict
 class ConvNetConfig(PreTrainedConfig):
     """ConvNet of `depth` blocks [conv3x3(width) -> instance norm -> ReLU -> avg-pool 2] and a linear head."""
 
@@ -17,6 +19,7 @@ class ConvNetConfig(PreTrainedConfig):
     depth: int = 2
 
 
+@strict
 class ResNetConfig(PreTrainedConfig):
     """CIFAR-style ResNet: conv3x3 stem, BasicBlock stages (`depths`, width doubling, stride 2), linear head.
 
@@ -39,13 +42,13 @@ class _ImageClassifier(PreTrainedModel):
     """Shared head: `embed` gives the penultimate features, `forward` the logits and cross-entropy loss."""
 
     main_input_name = "pixel_values"
-    input_modalities = ("image",)
+    input_modalities = "image"
 
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Penultimate features [batch, feature_dim] (the input of the linear classifier)."""
         return torch.flatten(self.features(pixel_values), 1)
 
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> ImageClassifierOutput:
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> ImageClassifierOutput:
         """logits = classifier(embed(pixel_values)); loss = cross-entropy(logits, labels) when labels are given."""
         if pixel_values.shape[1] != self.config.num_channels:
             raise ValueError(

@@ -99,7 +99,7 @@ DEFAULTS: dict[str, dict] = {
     "convnet": dict(num_channels=3, image_size=32, width=16, depth=2, num_labels=10),
     "resnet": dict(num_channels=3, image_size=32, width=16, depths=(1, 1, 1), num_labels=10),
 }
-"""Default config of each kind; `tiny(kind, **overrides)` merges overrides into these (dicts recursively)."""
+"""Default config of each kind; `tiny(kind, **overrides)` merges overrides into these (nested config dicts key by key)."""
 
 KINDS = tuple(DEFAULTS)
 

@@ -55,7 +55,8 @@ def tiny_processor(kind: str, image_size: int | None = None, num_channels: int =
             tokenizer=tiny_tokenizer(add_eos=True, model_max_length=text["max_position_embeddings"]),
         )
     if kind == "img2img":
-        return tiny_tokenizer(add_eos=True, model_max_length=DEFAULTS["img2img"]["text_encoder"]["max_position_embeddings"])
+        text = DEFAULTS["img2img"]["text_encoder"]
+        return tiny_tokenizer(add_eos=True, model_max_length=text["max_position_embeddings"])
     default_size = DEFAULTS[kind].get("sample_size", DEFAULTS[kind].get("image_size"))
     return _pixel_processor(image_size or default_size, num_channels)
 

@@ -23,7 +23,8 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
-"""`<s>` then `<|role|>\\ncontent</s>\\n` per message; image parts become `<image>`; `<|assistant|>\\n` opens a reply."""
+"""`<s>`, then `<|role|>\\ncontent</s>\\n` per message (image parts become `<image>`); `<|assistant|>\\n` opens
+a reply. Tokenize chat text with `add_special_tokens=False` (or `apply_chat_template(tokenize=True)`)."""
 
 _WORDS = """
 the a an of and or but not no yes is are was were be been being have has had do does did will would
