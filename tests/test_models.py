@@ -177,6 +177,20 @@ def test_grayscale_convnet_trains_in_trainer_with_image_transform(tmp_path):
     assert trainer.evaluate()["eval_loss"] < 0.5 * before
 
 
+@pytest.mark.parametrize("kind", ["unet", "convnet", "resnet"])
+def test_image_processor_scales_to_unit_range_and_round_trips(kind, tmp_path):
+    from transformers import AutoImageProcessor
+
+    processor = tiny_processor(kind)
+    images = [Image.new("RGB", (40, 48), (0, 255, 51))]
+    pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape == (1, 3, 32, 32)
+    assert torch.allclose(pixel_values[0, :, 0, 0], torch.tensor([-1.0, 1.0, -0.6]))
+    processor.save_pretrained(tmp_path)
+    loaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert torch.equal(loaded(images=images, return_tensors="pt")["pixel_values"], pixel_values)
+
+
 def test_unet_class_conditional_round_trip(tmp_path):
     from diffusers import UNet2DModel
 
