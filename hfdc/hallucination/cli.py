@@ -93,7 +93,7 @@ def run(config: HallucinationConfig) -> dict:
         ),
         "config": dataclasses.asdict(config), "figures": figures,
     })
-    usage = {"target": target.usage.as_dict(), "verifier": verifier.usage.as_dict()}
+    usage = {"target": dataclasses.asdict(target.usage), "verifier": dataclasses.asdict(verifier.usage)}
     report = {"single_scores": single, "budget_sweep": sweep, "usage": usage, "detector": str(detector_dir), "plot": str(plot)}
     (output_dir / "results.json").write_text(json.dumps(report, indent=2))
     for row in single + sweep:

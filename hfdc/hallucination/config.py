@@ -4,6 +4,9 @@ from dataclasses import dataclass, field
 
 from hfdc.config import OutputConfig
 from hfdc.hallucination.sampling import DEFAULT_PROMPT
+from hfdc.hallucination.simulate import SimulationParams
+
+_SIMULATION = SimulationParams()  # the simulation fields below default to SimulationParams' defaults
 
 
 @dataclass
@@ -42,13 +45,13 @@ class HallucinationConfig(OutputConfig):
     )
     n_validation: int = field(default=500, metadata={"help": "simulated: number of validation questions."})
     n_test: int = field(default=1000, metadata={"help": "simulated: number of test questions."})
-    n_distractors: int = field(default=5, metadata={"help": "simulated: wrong candidate answers per question (K)."})
-    propensity_alpha: float = field(default=1.0, metadata={"help": "simulated: target correct mass p_q ~ Beta(alpha, beta)."})
-    propensity_beta: float = field(default=0.7, metadata={"help": "simulated: see propensity_alpha."})
-    target_concentration: float = field(default=0.3, metadata={"help": "simulated: Dirichlet concentration of the target's wrong mass (small = consistent hallucinations)."})
-    verifier_alpha: float = field(default=4.0, metadata={"help": "simulated: verifier's own correct mass r'_q ~ Beta(alpha, beta)."})
-    verifier_beta: float = field(default=1.0, metadata={"help": "simulated: see verifier_alpha."})
-    verifier_correlation: float = field(default=0.2, metadata={"help": "simulated: r_q = rho * p_q + (1 - rho) * r'_q."})
-    verifier_shared_errors: float = field(default=0.2, metadata={"help": "simulated: probability that the verifier's wrong answers follow the target's."})
-    verifier_concentration: float = field(default=1.0, metadata={"help": "simulated: Dirichlet concentration of the verifier's own wrong mass."})
-    verifier_mode: str = field(default="model", metadata={"help": "simulated: 'model', 'copy' (verifier = target) or 'unrelated' (never matches)."})
+    n_distractors: int = field(default=_SIMULATION.n_distractors, metadata={"help": "simulated: wrong candidate answers per question (K)."})
+    propensity_alpha: float = field(default=_SIMULATION.propensity_alpha, metadata={"help": "simulated: target correct mass p_q ~ Beta(alpha, beta)."})
+    propensity_beta: float = field(default=_SIMULATION.propensity_beta, metadata={"help": "simulated: see propensity_alpha."})
+    target_concentration: float = field(default=_SIMULATION.target_concentration, metadata={"help": "simulated: Dirichlet concentration of the target's wrong mass (small = consistent hallucinations)."})
+    verifier_alpha: float = field(default=_SIMULATION.verifier_alpha, metadata={"help": "simulated: verifier's own correct mass r'_q ~ Beta(alpha, beta)."})
+    verifier_beta: float = field(default=_SIMULATION.verifier_beta, metadata={"help": "simulated: see verifier_alpha."})
+    verifier_correlation: float = field(default=_SIMULATION.verifier_correlation, metadata={"help": "simulated: r_q = rho * p_q + (1 - rho) * r'_q."})
+    verifier_shared_errors: float = field(default=_SIMULATION.verifier_shared_errors, metadata={"help": "simulated: probability that the verifier's wrong answers follow the target's."})
+    verifier_concentration: float = field(default=_SIMULATION.verifier_concentration, metadata={"help": "simulated: Dirichlet concentration of the verifier's own wrong mass."})
+    verifier_mode: str = field(default=_SIMULATION.verifier_mode, metadata={"help": "simulated: 'model', 'copy' (verifier = target) or 'unrelated' (never matches)."})

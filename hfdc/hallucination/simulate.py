@@ -38,11 +38,11 @@ class SimulationParams:
     n_distractors: int = 5
     propensity_alpha: float = 1.0
     propensity_beta: float = 0.7
-    target_concentration: float = 0.3
-    verifier_alpha: float = 4.0
+    target_concentration: float = 1.0
+    verifier_alpha: float = 2.0
     verifier_beta: float = 1.0
-    verifier_correlation: float = 0.2
-    verifier_shared_errors: float = 0.2
+    verifier_correlation: float = 0.5
+    verifier_shared_errors: float = 0.5
     verifier_concentration: float = 1.0
     verifier_mode: str = "model"
 

@@ -1,0 +1,126 @@
+"""Sampling through hfdc.backends (partial results on failure), labelled QA data, the simulated benchmark and the CLI."""
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+
+from hfdc import backends
+from hfdc.cli import run_command
+from hfdc.hallucination import SamplingError, TwoStageDetector, sample_target, sample_verifier
+from hfdc.hallucination.data import gold_list, hallucination_labels, load_split
+from hfdc.hallucination.simulate import SimulatedBackend, SimulatedWorld, SimulationParams
+from tests.openai_fixtures import openai_server  # noqa: F401
+from tests.openai_server import expected_answer
+
+QUESTIONS = ["Is the sky blue or green?", "Which is a fruit, apple or stone?", "Name a planet: Mars or Paris?", "Capital of Italy?"]
+GOLDS = [["blue"], ["apple"], ["Mars"], ["Rome"]]  # the test server echoes the prompt: the first three are "correct"
+
+
+def test_sample_target_and_verifier_with_the_scripted_backend():
+    backend = backends.get("scripted", responses=lambda messages, seed: f"answer {seed % 3}")
+    answers = sample_target(backend, QUESTIONS[:2], n_samples=3, seed=0, batch_size=1)
+    assert [len(a.samples) for a in answers] == [3, 3]
+    assert all(a.answer.startswith("answer ") for a in answers)
+    assert backend.usage.calls == 2 * (1 + 3)
+    verifier = sample_verifier(backend, QUESTIONS[:2], n_samples=2)
+    assert [len(v) for v in verifier] == [2, 2] and backend.usage.calls == 2 * (1 + 3) + 2 * 2
+
+
+def test_backend_error_mid_run_keeps_partial_results():
+    def respond(messages, seed):
+        if "Mars" in messages[-1]["content"]:
+            raise ConnectionError("endpoint went away")
+        return "blue"
+
+    backend = backends.get("scripted", responses=respond)
+    with pytest.raises(SamplingError, match="question 2 of 4.*ConnectionError.*2 questions finished") as info:
+        sample_target(backend, QUESTIONS, n_samples=2, batch_size=2)
+    assert [a.answer for a in info.value.partial] == ["blue", "blue"]
+    with pytest.raises(ValueError, match="n_samples=0"):
+        sample_target(backend, QUESTIONS, n_samples=0)
+    with pytest.raises(ValueError, match=r"\{question\}"):
+        sample_target(backend, QUESTIONS, prompt_template="no placeholder")
+
+
+def test_openai_backend_samples_are_cached_and_resume_after_a_failure(openai_server, tmp_path):  # noqa: F811
+    backend = backends.get(openai_server.spec("target-model"), cache_dir=tmp_path, max_retries=0, progress=False)
+    openai_server.fail_next(1, status=500)
+    with pytest.raises(SamplingError, match="HTTP 500"):
+        sample_target(backend, QUESTIONS[:2], n_samples=2, batch_size=2, prompt_template="{question}")
+    answers = sample_target(backend, QUESTIONS[:2], n_samples=2, batch_size=2, prompt_template="{question}")
+    messages = [{"role": "user", "content": QUESTIONS[0]}]
+    seed = backends.sample_seed(0, 0, 0)
+    assert answers[0].answer == expected_answer(messages, "target-model", 0.0, seed, 32)
+    assert backend.usage.cache_hits > 0  # the samples that arrived before the failure were not asked again
+
+
+def test_gold_answer_layouts_and_labels(tmp_path):
+    assert gold_list({"text": ["Paris", "paris"], "answer_start": [0, 3]}, "answers") == ["Paris", "paris"]
+    assert gold_list({"value": "Rome", "aliases": ["Roma"]}, "answer") == ["Rome", "Roma"]
+    assert gold_list("Mars", "answer") == ["Mars"]
+    with pytest.raises(ValueError, match="without any non-empty gold"):
+        gold_list([""], "answers")
+    assert hallucination_labels(["It is the Eiffel Tower.", "Rome", "Romeo"], [["eiffel tower"], ["Roma", "rome"], ["Rome"]]) == [0, 0, 1]
+    data = datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"question": QUESTIONS, "answers": GOLDS})})
+    data.save_to_disk(str(tmp_path / "qa"))
+    questions, golds = load_split(str(tmp_path / "qa"), "validation", max_questions=2, seed=0)
+    assert len(questions) == 2 and all(q in QUESTIONS for q in questions) and golds[0] == GOLDS[QUESTIONS.index(questions[0])]
+    with pytest.raises(ValueError, match="column 'query' not in.*set question_column"):
+        load_split(str(tmp_path / "qa"), "validation", question_column="query")
+    with pytest.raises(ValueError, match="split 'test' not in"):
+        load_split(str(tmp_path / "qa"), "test")
+
+
+def test_simulated_world_follows_its_parameters():
+    world = SimulatedWorld(400, SimulationParams(verifier_mode="copy"), seed=1)
+    target, verifier = SimulatedBackend(world, "target"), SimulatedBackend(world, "verifier")
+    greedy = target.generate([world.question(i) for i in range(400)], n=1, temperature=0.0)
+    correct = np.array([g[0].lower().strip(".!").removeprefix("the ") == world.gold_answers(i)[0].lower() for i, g in enumerate(greedy)])
+    # the greedy answer is right exactly when the correct answer has the largest target probability
+    np.testing.assert_array_equal(correct, world.target_probs.argmax(1) == 0)
+    assert np.array_equal(world.verifier_probs, world.target_probs)
+    samples = target.generate([world.question(0)], n=400, temperature=1.0)[0]
+    share = np.mean([s.lower().strip(".!").removeprefix("the ") == world.gold_answers(0)[0].lower() for s in samples])
+    assert abs(share - world.target_probs[0, 0]) < 0.08
+    with pytest.raises(ValueError, match="no simulated question id"):
+        target.generate(["What is 2 + 2?"])
+    with pytest.raises(ValueError, match="verifier_mode='oracle'"):
+        SimulationParams(verifier_mode="oracle")
+
+
+def test_cli_on_the_simulated_benchmark(tmp_path):
+    out = tmp_path / "run"
+    report = run_command("hallucination", [
+        "--config", "recipes/hallucination/demo.yaml", "--output_dir", str(out), "--n_validation", "150",
+        "--n_test", "200", "--budgets", "0.0", "0.5", "1.0", "--n_samples", "5", "--n_verifier_samples", "5",
+    ])
+    saved = json.loads((out / "results.json").read_text())
+    sweep = {row["budget"]: row for row in saved["budget_sweep"]}
+    assert [sweep[b]["verifier_fraction"] for b in (0.0, 1.0)] == [0.0, 1.0]
+    assert sweep[0.5]["validation_verifier_fraction"] == 0.5 and 0.3 < sweep[0.5]["verifier_fraction"] < 0.7
+    assert sweep[0.5]["verifier_samples"] == sweep[0.5]["verifier_questions"] * 5
+    assert sweep[1.0]["auroc"] > sweep[0.0]["auroc"]  # the default (peer) verifier is informative
+    assert saved["usage"]["verifier"]["calls"] == 350 * 5 and saved["usage"]["target"]["calls"] == 350 * 6
+    assert (out / "budget_auroc.png").stat().st_size > 10_000
+    detector = TwoStageDetector.from_pretrained(str(out / "detector"))
+    assert detector.budget == 0.5 and report["detector"] == str(out / "detector")
+    with pytest.raises(ValueError, match="simulated backends answer only the simulated benchmark"):
+        run_command("hallucination", ["--output_dir", str(out), "--target", "scripted"])
+
+
+def test_cli_on_a_labelled_qa_folder_with_openai_compatible_endpoints(openai_server, tmp_path):  # noqa: F811
+    splits = {name: datasets.Dataset.from_dict({"question": QUESTIONS, "answers": GOLDS}) for name in ("validation", "test")}
+    datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "qa"))
+    report = run_command("hallucination", [
+        "--dataset", str(tmp_path / "qa"), "--target", openai_server.spec("target"), "--verifier", openai_server.spec("verifier"),
+        "--output_dir", str(tmp_path / "run"), "--cache_dir", str(tmp_path / "cache"), "--n_samples", "2",
+        "--n_verifier_samples", "2", "--budgets", "0.0", "1.0", "--budget", "0.5",
+    ])
+    rows = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and all(len(r["samples"]) == 2 and len(r["verifier_samples"]) == 2 for r in rows)
+    # both splits hold the same 4 questions: the test split is answered from the cache, at no cost
+    assert report["usage"]["target"]["calls"] == 4 * 3 and report["usage"]["target"]["cache_hits"] == 4 * 3
+    assert report["usage"]["verifier"]["calls"] == 4 * 2 and report["usage"]["verifier"]["cache_hits"] == 4 * 2
+    assert {r["budget"]: r["verifier_questions"] for r in report["budget_sweep"]} == {0.0: 0, 1.0: 4}
