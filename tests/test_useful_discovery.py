@@ -1,0 +1,114 @@
+"""USEFUL discovery, upsampling and the recipe on feature_patches with known easy/hard membership."""
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from transformers import default_data_collator
+
+import hfdc.data
+from hfdc.useful import SlowLearnableCallback, UsefulConfig, find_slow_learnable, random_indices, train_useful, upsample
+from hfdc.useful.data import model_inputs
+from hfdc.useful.train import build_model, make_trainer
+
+DATA = dict(n_train=300, n_validation=10, n_test=300, dim=50, noise_std=0.2, missing_easy_fraction=0.3)
+
+
+def config(tmp_path, **overrides):
+    values = dict(
+        output_dir=str(tmp_path), dataset_params=DATA, num_train_epochs=3, separation_epoch=2, learning_rate=0.5,
+        optim="sgd", lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=0.0, per_device_train_batch_size=50,
+        per_device_eval_batch_size=300, save_strategy="no", disable_tqdm=True, use_cpu=True,
+    )
+    return UsefulConfig(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def data():
+    return hfdc.data.load("feature_patches", **DATA)
+
+
+def precision_recall(indices, has_easy):
+    selected = np.zeros(len(has_easy), bool)
+    selected[indices] = True
+    hard = ~np.asarray(has_easy)
+    return (hard & selected).sum() / selected.sum(), (hard & selected).sum() / hard.sum()
+
+
+def test_callback_recovers_examples_without_easy_feature(tmp_path, data):
+    torch.set_num_threads(1)
+    cfg = config(tmp_path)
+    train = data["train"]
+    callback = SlowLearnableCallback(model_inputs(train), default_data_collator, epoch=2, seed=0)
+    trainer = make_trainer(cfg, build_model(cfg, train), train, tmp_path, [callback])
+    trainer.train()
+    assert trainer.state.epoch == 2  # stopped at the separation epoch
+    result = callback.result
+    precision, recall = precision_recall(result.indices, train["has_easy"])
+    assert precision >= 0.9 and recall >= 0.9, (precision, recall)
+    per_class = result.stats["per_class"]
+    assert all(s["mean_loss_slow"] > s["mean_loss_rest"] for s in per_class.values())
+    # the partitions compared in the paper, on the same outputs
+    from hfdc.useful import training_outputs
+
+    logits, labels = training_outputs(trainer.model, model_inputs(train), default_data_collator)
+    misclassified = find_slow_learnable(logits, labels, "misclassified")
+    assert set(misclassified.indices) == set(np.flatnonzero(logits.argmax(1).numpy() != labels.numpy()))
+    quantile = find_slow_learnable(logits, labels, "quantile", quantile=0.5)
+    assert abs(len(quantile.indices) - len(train) // 2) <= 2
+
+
+def test_flattening_trigger(tmp_path, data):
+    torch.set_num_threads(1)
+    cfg = config(tmp_path, num_train_epochs=8, separation_epoch=None)
+    train = data["train"]
+    callback = SlowLearnableCallback(model_inputs(train), default_data_collator, epoch=None, flatten_tol=0.02)
+    make_trainer(cfg, build_model(cfg, train), train, tmp_path, [callback]).train()
+    assert callback.result is not None and callback.result.epoch == len(callback.errors)
+    assert callback.errors[-2] - callback.errors[-1] < 0.02 < callback.errors[0] - callback.errors[-1]
+
+
+def test_kmeans_on_hand_made_outputs():
+    logits = torch.tensor([[5.0, 0.0], [5.1, 0.0], [0.2, 0.0], [0.1, 0.0], [0.0, 4.0], [0.0, 4.2], [0.0, 0.1]])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    result = find_slow_learnable(logits, labels)
+    assert result.indices == [2, 3, 6]
+    stats = result.stats["per_class"][0]
+    assert (stats["size"], stats["slow"]) == (4, 2) and stats["mean_loss_slow"] > 0.5 > stats["mean_loss_rest"]
+    assert result.stats["fraction"] == pytest.approx(3 / 7)
+
+
+def test_upsample_duplicates_exactly_the_selected_rows():
+    ds = Dataset.from_dict({"v": list(range(10)), "label": [0, 1] * 5})
+    out = upsample(ds, [2, 7], factor=3)
+    assert out["v"] == list(range(10)) + [2, 7, 2, 7]
+    assert out["source_index"] == out["v"]
+    assert upsample(ds, [], factor=2)["v"] == list(range(10))
+    picked = random_indices(10, 4, seed=1)
+    assert len(set(picked)) == 4 and picked == random_indices(10, 4, seed=1)
+    with pytest.raises(ValueError, match="outside"):
+        upsample(ds, [10])
+    with pytest.raises(ValueError, match="factor"):
+        upsample(ds, [1], factor=0)
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="class 1 has 1 training example"):
+        find_slow_learnable(torch.randn(4, 2), torch.tensor([0, 0, 0, 1]))
+    with pytest.raises(ValueError, match="beyond the training length"):
+        config(tmp_path, separation_epoch=5, num_train_epochs=3)
+    with pytest.raises(ValueError, match="partition"):
+        config(tmp_path, partition="median")
+    with pytest.raises(ValueError, match="NaN"):
+        find_slow_learnable(torch.tensor([[float("nan"), 0.0]] * 4), torch.tensor([0, 0, 1, 1]))
+
+
+def test_recipe_upsamples_and_retrains(tmp_path, data):
+    torch.set_num_threads(1)
+    result = train_useful(config(tmp_path, num_train_epochs=10), data)
+    assert result.metrics["train_rows"] == len(data["train"]) + len(result.selected)
+    precision, recall = precision_recall(result.selected, data["train"]["has_easy"])
+    assert precision >= 0.9 and recall >= 0.9
+    assert result.metrics["test_accuracy"] > 0.8
+    random = train_useful(config(tmp_path / "r", num_train_epochs=3, selection="random"), data)
+    assert len(random.selected) == len(result.selected) and random.selected != result.selected
