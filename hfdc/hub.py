@@ -6,7 +6,7 @@ Every output goes through :func:`push_dataset` or :func:`push_model`. The card i
     template     file stem of the template (default "default")
     method       hfdc method name (also added as a tag)
     paper        paper title;  arxiv: its arXiv id (linked)
-    license      license id for the YAML front matter
+    license      license id for the YAML front matter (default apache-2.0)
     tags         extra tags ("hfdc" and the method are always added)
     base_model   model the artifact starts from or was produced with
     datasets     source data sets
@@ -36,6 +36,7 @@ CARD_KEYS = (
 )
 SECRET_KEY = re.compile(r"token|secret|password|api_key|apikey", re.IGNORECASE)
 REDACTED = "<redacted>"
+DEFAULT_LICENSE = "apache-2.0"
 
 
 def templates_dir(kind: str) -> Path:
@@ -76,19 +77,22 @@ def _check_card(card: dict) -> dict:
     return card
 
 
-def render_card(kind: str, card: dict | None, name: str) -> str:
-    """Render the README.md of a ``kind`` ("model" or "dataset") artifact called ``name`` from a ``card`` dict."""
+def render_card(kind: str, card: dict | None, name: str, local: bool = False) -> str:
+    """Render the README.md of a ``kind`` ("model" or "dataset") artifact called ``name`` from a ``card`` dict.
+
+    ``local`` marks an artifact saved to the folder ``name`` only (its usage snippet loads from disk).
+    """
     card = _check_card(dict(card or {}))
     method = card.get("method") or "hfdc"
     tags = list(dict.fromkeys(["hfdc", method, *card.get("tags", [])]))
     pretty_name = card.get("pretty_name") or name.split("/")[-1]
     if kind == "model":
         card_class = ModelCard
-        data = ModelCardData(license=card.get("license"), tags=tags, base_model=card.get("base_model"),
+        data = ModelCardData(license=card.get("license", DEFAULT_LICENSE), tags=tags, base_model=card.get("base_model"),
                              datasets=card.get("datasets"), pretty_name=pretty_name)
     else:
         card_class = DatasetCard
-        data = DatasetCardData(license=card.get("license"), tags=tags, source_datasets=card.get("datasets"),
+        data = DatasetCardData(license=card.get("license", DEFAULT_LICENSE), tags=tags, source_datasets=card.get("datasets"),
                                pretty_name=pretty_name, base_model=card.get("base_model"))
     template = templates_dir(kind) / f"{card.get('template') or 'default'}.md"
     if not template.is_file():
@@ -105,6 +109,7 @@ def render_card(kind: str, card: dict | None, name: str) -> str:
         arxiv=card.get("arxiv"),
         description=card.get("description") or "",
         repo_id=name,
+        local=local,
         config_yaml=yaml.safe_dump(config, sort_keys=False) if config else "{}\n",
         figures=card.get("figures") or {},
     )
@@ -160,7 +165,7 @@ def push_dataset(dataset, repo_id: str | None = None, output_dir=None, card: dic
     if not hasattr(dataset, "save_to_disk") or not hasattr(dataset, "push_to_hub"):
         raise TypeError(f"dataset must be a datasets.Dataset or DatasetDict, got {type(dataset).__name__}.")
     folder = _output_dir(output_dir, repo_id)
-    readme = render_card("dataset", card, repo_id or str(folder))
+    readme = render_card("dataset", card, repo_id or str(folder), local=repo_id is None)
     dataset.save_to_disk(str(folder))
     (folder / "README.md").write_text(readme, encoding="utf-8")
     if repo_id is not None:
@@ -183,7 +188,7 @@ def push_model(model, repo_id: str | None = None, output_dir=None, card: dict | 
     if not hasattr(model, "save_pretrained"):
         raise TypeError(f"model must have save_pretrained (transformers/diffusers), got {type(model).__name__}.")
     folder = _output_dir(output_dir, repo_id)
-    readme = render_card("model", card, repo_id or str(folder))
+    readme = render_card("model", card, repo_id or str(folder), local=repo_id is None)
     model.save_pretrained(str(folder))
     (folder / "README.md").write_text(readme, encoding="utf-8")
     if repo_id is not None:

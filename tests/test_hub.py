@@ -48,7 +48,10 @@ def test_push_without_repo_saves_locally(tmp_path):
     data = datasets.Dataset.from_dict({"x": [1, 2, 3]})
     folder = hub.push_dataset(data, output_dir=tmp_path / "out", card={"method": "colm"})
     assert datasets.load_from_disk(str(folder))["x"] == [1, 2, 3]
-    assert DatasetCard.load(folder / "README.md").data.tags == ["hfdc", "colm"]
+    card = DatasetCard.load(folder / "README.md")
+    assert card.data.tags == ["hfdc", "colm"]
+    assert card.data.license == "apache-2.0"
+    assert f'load_from_disk("{folder}")' in card.text  # a local folder is not loadable with load_dataset
 
 
 @pytest.fixture(scope="module")
