@@ -20,36 +20,39 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def thresholded(similarity: torch.Tensor, threshold: float | None) -> torch.Tensor:
-    """Similarities below ``threshold`` set to 0 (``None`` keeps them all)."""
+def thresholded_(similarity: torch.Tensor, threshold: float | None) -> torch.Tensor:
+    """In place: similarities below ``threshold`` set to 0 (``None`` keeps them all)."""
+    if threshold is not None:
+        similarity.masked_fill_(similarity < threshold, 0.0)
+    return similarity
+
+
+def row_and_column_sums(
+    a: torch.Tensor, b: torch.Tensor, threshold: float | None, block_elements: int = 1 << 22
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column sums of thr(a @ b.T), built in row blocks of at most ``block_elements`` entries.
+
+    Without a threshold the sums factorise: rows a . sum(b), columns b . sum(a).
+    """
     if threshold is None:
-        return similarity
-    return similarity * (similarity >= threshold)
+        return a @ b.sum(0), b @ a.sum(0)
+    rows = torch.empty(a.shape[0])
+    columns = torch.zeros(b.shape[0])
+    step = max(1, block_elements // max(1, b.shape[0]))
+    for start in range(0, a.shape[0], step):
+        block = thresholded_(a[start:start + step] @ b.T, threshold)
+        rows[start:start + step] = block.sum(1)
+        columns += block.sum(0)
+    return rows, columns
 
 
 def pair_similarity_sums(
-    image: torch.Tensor,
-    text: torch.Tensor,
-    image_to: torch.Tensor,
-    text_to: torch.Tensor,
-    threshold: float | None,
-    block_elements: int = 1 << 24,
+    image: torch.Tensor, text: torch.Tensor, image_to: torch.Tensor, text_to: torch.Tensor, threshold: float | None
 ) -> torch.Tensor:
-    """For every row j of ``image``/``text``: sum over b of thr(img_j . txt_b) + thr(img_b . txt_j).
-
-    ``image_to``/``text_to`` are the pairs b. Without a threshold the sums factorise into
-    ``img_j . sum_b txt_b + txt_j . sum_b img_b``; with one, the products are built in row blocks.
-    """
-    if threshold is None:
-        return image @ text_to.sum(0) + text @ image_to.sum(0)
-    total = torch.zeros(image.shape[0], dtype=torch.float32)
-    rows = max(1, block_elements // max(1, image_to.shape[0]))
-    for start in range(0, image.shape[0], rows):
-        stop = start + rows
-        image_text = thresholded(image[start:stop] @ text_to.T, threshold)  # img_j . txt_b
-        text_image = thresholded(text[start:stop] @ image_to.T, threshold)  # txt_j . img_b
-        total[start:stop] = image_text.sum(1) + text_image.sum(1)
-    return total
+    """For every row j of ``image``/``text``: sum over pairs b of thr(img_j . txt_b) + thr(img_b . txt_j)."""
+    image_text, _ = row_and_column_sums(image, text_to, threshold)
+    _, text_image = row_and_column_sums(image_to, text, threshold)
+    return image_text + text_image
 
 
 def cross_term(image: torch.Tensor, text: torch.Tensor, threshold: float | None) -> torch.Tensor:
@@ -57,7 +60,8 @@ def cross_term(image: torch.Tensor, text: torch.Tensor, threshold: float | None)
 
     Normalised by the class size as in the authors' notebook, so it is on the scale of a cosine.
     """
-    return pair_similarity_sums(image, text, image, text, threshold) / image.shape[0]
+    rows, columns = row_and_column_sums(image, text, threshold)  # one class x class product, in blocks
+    return (rows + columns) / image.shape[0]
 
 
 def penalty_term(

@@ -63,7 +63,7 @@ def check_embeddings(image_embeds, text_embeds, class_text_embeds=None):
             raise ValueError(f"{name} must be 2-D [rows, dim], got shape {tuple(x.shape)}")
         if not torch.is_floating_point(x):
             raise TypeError(f"{name} must be floating point, got {x.dtype}")
-        if not all(torch.isfinite(x[i:i + 65536]).all() for i in range(0, x.shape[0], 65536)):
+        if not all(torch.isfinite(x[i:i + 65536].sum(dtype=torch.float64)) for i in range(0, x.shape[0], 65536)):
             raise ValueError(f"{name} contains NaN or inf; recompute the embeddings")
     if image.shape[0] != text.shape[0]:
         raise ValueError(f"image_embeds has {image.shape[0]} rows but text_embeds has {text.shape[0]}; "
@@ -180,7 +180,7 @@ def select(
 
     Per latent class (``labels``, or zero-shot against ``class_text_embeds`` when no labels are given):
     score_i = cross_i + 2 * easiness_i + label_i / 2 - penalty_i (similarities below ``threshold`` set
-    to 0 in cross; ``None`` disables), then the batched greedy with diminishing returns picks the
+    to 0 in cross; ``None`` or <= -1 disables), then the batched greedy with diminishing returns picks the
     class's budget (proportional to its size). ``seed`` orders equal scores. Under ``accelerate
     launch`` each process scores a disjoint set of classes and every process gets the merged result.
     """
@@ -188,6 +188,8 @@ def select(
     if penalty not in PENALTIES:
         raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
     check_fraction(fraction, image.shape[0])
+    if threshold is not None and threshold <= -1:
+        threshold = None  # cosines are >= -1: nothing would be zeroed, so use the factorised sums
     if labels is None:
         if class_text is None:
             raise ValueError("pass labels= or class_text_embeds= (class-name prompt embeddings for zero-shot "
