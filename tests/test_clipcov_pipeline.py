@@ -1,0 +1,111 @@
+"""CLIPCov on Datasets: cached proxy embeddings, select_dataset, CLIP training, the CLI end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+import hfdc.data
+import hfdc.models
+from hfdc.cli import run_command
+from hfdc.clipcov import select
+from hfdc.clipcov.dataset import select_dataset
+from hfdc.clipcov.embed import clip_embeddings, embedding_arrays
+from hfdc.clipcov.train import ImageCaptionCollator, class_text_embeddings, train_clip
+from transformers import TrainingArguments
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return hfdc.data.load("shapes", n_train=48, n_validation=8, n_test=8, seed=1)["train"]
+
+
+def test_select_dataset_on_embedding_columns_equals_select():
+    rng = np.random.default_rng(0)
+    image, text = rng.normal(size=(50, 8)).astype(np.float32), rng.normal(size=(50, 8)).astype(np.float32)
+    labels = rng.integers(0, 3, 50)
+    ds = Dataset.from_dict({"image_embeds": image.tolist(), "text_embeds": text.tolist(), "label": labels.tolist()})
+    result = select_dataset(ds, 0.2, label_column="label", block_size=3)
+    expected = select(image, text, 0.2, labels=labels, block_size=3, show_progress=False)
+    np.testing.assert_array_equal(result.indices, expected.indices)
+    assert len(ds.select(result.indices)) == 10
+    semdedup = select_dataset(ds, 0.2, method="semdedup", label_column="label", num_clusters=3)
+    assert semdedup.method == "semdedup" and len(semdedup) == 10
+
+
+def test_embeddings_are_normalised_and_cached(shapes, tmp_path):
+    model, processor = hfdc.models.tiny("clip", seed=0), hfdc.models.tiny_processor("clip")
+    first = clip_embeddings(shapes, model, processor, caption_column="noisy_caption", batch_size=16, cache_dir=tmp_path)
+    image, text = embedding_arrays(first)
+    assert image.shape == text.shape == (48, model.config.projection_dim)
+    np.testing.assert_allclose(np.linalg.norm(image, axis=1), 1, atol=1e-5)
+    with torch.no_grad():  # equals the model's own projected, normalised features
+        pixels = processor.image_processor(images=shapes[:2]["image"], return_tensors="pt")["pixel_values"]
+        direct = model.get_image_features(pixel_values=pixels).pooler_output
+    np.testing.assert_allclose(image[:2], (direct / direct.norm(dim=-1, keepdim=True)).numpy(), atol=1e-5)
+    assert len(list(tmp_path.glob("clip-embeddings-*.arrow"))) == 1
+    second = clip_embeddings(shapes, model, processor, caption_column="noisy_caption", batch_size=16, cache_dir=tmp_path)
+    np.testing.assert_array_equal(embedding_arrays(second)[0], image)
+    other = hfdc.models.tiny("clip", seed=1)  # another proxy never reuses these embeddings
+    clip_embeddings(shapes, other, processor, caption_column="noisy_caption", batch_size=16, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("clip-embeddings-*.arrow"))) == 2
+
+
+def test_missing_captions_are_clear_errors(shapes):
+    model, processor = hfdc.models.tiny("clip"), hfdc.models.tiny_processor("clip")
+    with pytest.raises(ValueError, match="captions missing.*'text'"):
+        clip_embeddings(shapes, model, processor, caption_column="text")
+    broken = shapes.select(range(4)).map(lambda row, i: {"caption": None if i == 2 else row["caption"]},
+                                         with_indices=True)
+    with pytest.raises(ValueError, match="caption missing in column 'caption' at row 2"):
+        clip_embeddings(broken, model, processor)
+    with pytest.raises(ValueError, match="model= and processor="):
+        select_dataset(shapes, 0.5)
+
+
+def test_clip_training_lowers_the_contrastive_loss(shapes, tmp_path):
+    model, processor = hfdc.models.tiny("clip", seed=0), hfdc.models.tiny_processor("clip")
+    batch = ImageCaptionCollator(processor)(list(shapes.select(range(16))))
+    with torch.no_grad():
+        before = model(**batch).loss.item()
+    args = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=6, per_device_train_batch_size=16,
+                             learning_rate=3e-3, save_strategy="no", report_to="none", remove_unused_columns=False,
+                             disable_tqdm=True, seed=0)
+    train_clip(model, processor, shapes, args)
+    with torch.no_grad():
+        after = model(**batch).loss.item()
+    assert after < before - 0.1
+
+
+def test_class_prompt_embeddings_average_templates():
+    model, processor = hfdc.models.tiny("clip"), hfdc.models.tiny_processor("clip")
+    both = class_text_embeddings(model, processor, ["circle", "ring"], ["a {}", "the {}"])
+    single = class_text_embeddings(model, processor, ["circle"], ["a {}"])
+    assert both.shape == (2, model.config.projection_dim)
+    np.testing.assert_allclose(both.norm(dim=1).numpy(), 1, atol=1e-5)
+    assert not torch.allclose(both[0], single[0])
+    with pytest.raises(ValueError, match="prompt_templates"):
+        class_text_embeddings(model, processor, ["circle"], ["no placeholder"])
+
+
+def test_cli_selects_publishes_and_trains(tmp_path):
+    out = tmp_path / "run"
+    argv = ["--output_dir", str(out), "--n_train", "60", "--n_validation", "24", "--n_test", "12",
+            "--prompt_templates", "a {}", "--fraction", "0.25", "--block_size", "4", "--proxy_epochs", "1",
+            "--num_train_epochs", "1", "--per_device_train_batch_size", "12", "--save_strategy", "no",
+            "--disable_tqdm", "true"]
+    metrics = run_command("clipcov", argv)
+    assert metrics["selected_rows"] == 15 and metrics["pool_rows"] == 60
+    assert sum(v for k, v in metrics.items() if k.startswith("selected_in_class_")) == 15
+    assert 0 <= metrics["zero_shot_accuracy"] <= 1
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    subset = Dataset.load_from_disk(str(out / "subset"))
+    assert len(subset) == 15 and "clipcov_score" in subset.column_names
+    card = (out / "subset" / "README.md").read_text()
+    assert "clipcov" in card and "2403.12267" in card and "budget_fraction" in card
+    assert "selected_in_class_circle" in card and str(out / "proxy") in card  # proxy model named in the card
+    assert (out / "proxy" / "README.md").is_file() and (out / "model" / "config.json").is_file()
+    with pytest.raises(ValueError, match="fraction"):
+        run_command("clipcov", argv + ["--fraction", "1.5"])
