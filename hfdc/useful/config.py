@@ -1,4 +1,4 @@
-"""Configuration of ``hfdc useful``: data, model, discovery epoch and partition, upsampling, SAM."""
+"""Configuration of ``hfdc useful``: data, model, discovery epoch and partition, SAM (shared with TADA), upsampling."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def parse_json_object(name: str, value) -> dict:
 
 
 @dataclass
-class UsefulConfig(TrainingArguments):
-    """Train t epochs, find the slow-learnable examples, upsample them, retrain from scratch (USEFUL, arXiv 2404.17768)."""
+class DiscoveryConfig(TrainingArguments):
+    """Data, classifier, optimiser (SGD/SAM) and how the slow-learnable examples are found; shared by USEFUL and TADA."""
 
     dataset: str = field(default="feature_patches", metadata={"help": "Embedded data set: feature_patches, shapes or digits."})
     dataset_params: str = field(default="{}", metadata={"help": "JSON object (or YAML mapping) of hfdc.data.load parameters."})
@@ -41,11 +41,6 @@ class UsefulConfig(TrainingArguments):
     flatten_tol: float = field(default=0.01, metadata={"help": "With no separation_epoch: flattened once the per-epoch train-error drop is below this."})
     partition: str = field(default="kmeans", metadata={"help": f"How to find slow-learnable examples: {', '.join(METHODS)}."})
     quantile: float = field(default=0.5, metadata={"help": "partition=quantile: per-class loss quantile above which examples count as slow."})
-    selection: str = field(
-        default="useful",
-        metadata={"help": "Rows to upsample: useful (discovered), random (same count, the paper's baseline), none (plain training)."},
-    )
-    upsample_factor: int = field(default=2, metadata={"help": "Each selected row appears this many times in the retraining set."})
     sam_rho: float = field(default=0.0, metadata={"help": "SAM neighbourhood radius rho; 0 trains with the plain optimizer (args.optim)."})
     sam_adaptive: bool = field(default=False, metadata={"help": "Use ASAM (weight-scaled neighbourhood) instead of SAM when sam_rho > 0."})
     repo_id: str | None = field(default=None, metadata={"help": "Hub repo id to push the retrained model to; unset saves locally only."})
@@ -57,8 +52,6 @@ class UsefulConfig(TrainingArguments):
         super().__post_init__()
         if self.partition not in METHODS:
             raise ValueError(f"partition must be one of {METHODS}, got {self.partition!r}")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.separation_epoch is not None and self.separation_epoch > self.num_train_epochs:
@@ -68,7 +61,23 @@ class UsefulConfig(TrainingArguments):
             )
         if self.sam_rho < 0:
             raise ValueError(f"sam_rho must be >= 0, got {self.sam_rho}")
-        if self.upsample_factor < 1:
-            raise ValueError(f"upsample_factor must be >= 1, got {self.upsample_factor}")
         self.dataset_params = parse_json_object("dataset_params", self.dataset_params)
         self.model_params = parse_json_object("model_params", self.model_params)
+
+
+@dataclass
+class UsefulConfig(DiscoveryConfig):
+    """Train t epochs, find the slow-learnable examples, upsample them, retrain from scratch (USEFUL, arXiv 2404.17768)."""
+
+    selection: str = field(
+        default="useful",
+        metadata={"help": "Rows to upsample: useful (discovered), random (same count, the paper's baseline), none (plain training)."},
+    )
+    upsample_factor: int = field(default=2, metadata={"help": "Each selected row appears this many times in the retraining set."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.upsample_factor < 1:
+            raise ValueError(f"upsample_factor must be >= 1, got {self.upsample_factor}")

@@ -14,7 +14,7 @@ from transformers import Trainer, default_data_collator
 
 from hfdc.optim import SamTrainer
 from hfdc.useful.callback import SlowLearnableCallback
-from hfdc.useful.config import UsefulConfig
+from hfdc.useful.config import DiscoveryConfig, UsefulConfig
 from hfdc.useful.data import image_mode, model_inputs
 from hfdc.useful.discovery import SlowLearnable
 from hfdc.useful.model import TwoLayerCNN, TwoLayerCNNConfig
@@ -23,7 +23,7 @@ from hfdc.useful.upsample import random_indices, upsample
 logger = logging.getLogger(__name__)
 
 
-def build_model(config: UsefulConfig, train: Dataset):
+def build_model(config: DiscoveryConfig, train: Dataset):
     """A fresh classifier for ``train`` (same ``config.seed`` -> same initial weights)."""
     num_labels = train.features["label"].num_classes
     if config.model == "two_layer_cnn":
@@ -42,7 +42,7 @@ def build_model(config: UsefulConfig, train: Dataset):
     return tiny(config.model, seed=config.seed, num_labels=num_labels, num_channels=channels, image_size=size, **config.model_params)
 
 
-def make_trainer(config: UsefulConfig, model, train: Dataset, output_dir: str | Path, callbacks=()) -> Trainer:
+def make_trainer(config: DiscoveryConfig, model, train: Dataset, output_dir: str | Path, callbacks=()) -> Trainer:
     """Trainer (or SamTrainer when ``config.sam_rho > 0``) on ``train`` writing under ``output_dir``."""
     args = dataclasses.replace(config, output_dir=str(output_dir))
     kwargs = dict(model=model, args=args, train_dataset=model_inputs(train), data_collator=default_data_collator, callbacks=list(callbacks))
@@ -51,7 +51,7 @@ def make_trainer(config: UsefulConfig, model, train: Dataset, output_dir: str | 
     return Trainer(**kwargs)
 
 
-def discover(config: UsefulConfig, train: Dataset) -> SlowLearnable:
+def discover(config: DiscoveryConfig, train: Dataset) -> SlowLearnable:
     """Train a fresh model until ``config.separation_epoch`` (or flattening) and partition the training set."""
     callback = SlowLearnableCallback(
         model_inputs(train), default_data_collator, epoch=config.separation_epoch, flatten_tol=config.flatten_tol,

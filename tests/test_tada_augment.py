@@ -1,0 +1,153 @@
+"""TADA: SDEdit generators, resumable sharded augmentation, the DDPM trainer and the recipe, on digits."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset, load_from_disk
+
+import hfdc.data
+from hfdc.models import tiny
+from hfdc.tada import PipelineGenerator, TadaConfig, UNetGenerator, augment, build_unet, train_ddpm, train_tada, with_synthetic
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return hfdc.data.load("digits", n_train=120, n_validation=20, n_test=60)
+
+
+def small_unet(classes=10):
+    return tiny("unet", sample_size=8, in_channels=1, out_channels=1, num_class_embeds=classes, block_out_channels=(8, 16), attention_head_dim=4)
+
+
+def unet_generator(**kwargs):
+    from diffusers import DDPMScheduler
+
+    return UNetGenerator(small_unet(), DDPMScheduler(num_train_timesteps=1000), num_inference_steps=10, **kwargs)
+
+
+class Counting:
+    """Wraps a generator; counts calls and fails after ``fail_after`` calls (an interrupted run)."""
+
+    def __init__(self, inner, fail_after=None):
+        self.inner, self.fail_after, self.calls = inner, fail_after, 0
+        self.images_per_example = inner.images_per_example
+
+    def generate(self, *args):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt("simulated interruption")
+        self.calls += 1
+        return self.inner.generate(*args)
+
+
+def pixels(dataset):
+    return [np.asarray(im) for im in dataset["image"]]
+
+
+def test_interrupted_augmentation_resumes_without_regenerating(tmp_path, digits):
+    torch.set_num_threads(1)
+    train, indices = digits["train"], list(range(0, 50, 2))  # 25 rows -> shards of 10, 10, 5; batches of 5
+    reference = augment(train, indices, Counting(unet_generator()), tmp_path / "ref", batch_size=5, shard_size=10, seed=3)
+    first = Counting(unet_generator(), fail_after=3)  # dies inside shard 1 (its first batch done)
+    with pytest.raises(KeyboardInterrupt):
+        augment(train, indices, first, tmp_path / "run", batch_size=5, shard_size=10, seed=3)
+    assert sorted(p.name for p in (tmp_path / "run").glob("shard-*")) == ["shard-00000"]
+    second = Counting(unet_generator())
+    resumed = augment(train, indices, second, tmp_path / "run", batch_size=5, shard_size=10, seed=3)
+    assert second.calls == 3  # shards 1 and 2 only (2 + 1 batches); shard 0 was not regenerated
+    assert resumed["source_index"] == indices and all(resumed["synthetic"]) and resumed["label"] == [train[i]["label"] for i in indices]
+    assert all(np.array_equal(a, b) for a, b in zip(pixels(resumed), pixels(reference)))  # same images as one uninterrupted run
+    # a finished folder is reused as is; different settings in the same folder are refused
+    third = Counting(unet_generator())
+    augment(train, indices, third, tmp_path / "run", batch_size=5, shard_size=10, seed=3)
+    assert third.calls == 0
+    with pytest.raises(ValueError, match="changed: seed"):
+        augment(train, indices, third, tmp_path / "run", batch_size=5, shard_size=10, seed=4)
+
+
+def test_sdedit_strength_controls_faithfulness(digits):
+    torch.set_num_threads(1)
+    images, labels = digits["train"][:8]["image"], digits["train"][:8]["label"]
+    names = digits["train"].features["label"].names
+    src = np.stack([np.asarray(im, dtype=float) for im in images])
+
+    def distance(strength):
+        out = unet_generator(strength=strength).generate(images, labels, names, seed=0)
+        assert [im.size for im in out] == [im.size for im in images] and out[0].mode == "L"
+        return np.abs(np.stack([np.asarray(im, dtype=float) for im in out]) - src).mean()
+
+    near, far = distance(0.1), distance(1.0)
+    assert near < 10 < far  # 0-255 scale: one step from t=100 keeps the image, the full chain of a random UNet does not
+    two = unet_generator(images_per_example=2).generate(images[:3], labels[:3], names, seed=0)
+    assert len(two) == 6 and not np.array_equal(np.asarray(two[0]), np.asarray(two[1]))
+
+
+def test_img2img_pipeline_generator_and_bad_pipeline(digits):
+    torch.set_num_threads(1)
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    pipeline = tiny("img2img")
+    generator = PipelineGenerator(pipeline, strength=0.5, num_inference_steps=4, images_per_example=2)
+    images, labels = digits["train"][:3]["image"], digits["train"][:3]["label"]
+    out = generator.generate(images, labels, digits["train"].features["label"].names, seed=0)
+    assert len(out) == 6 and {im.size for im in out} == {(8, 8)} and {im.mode for im in out} == {"L"}
+    with pytest.raises(ValueError, match="not an img2img pipeline"):
+        PipelineGenerator(DDPMPipeline(small_unet(None), DDPMScheduler()))
+    with pytest.raises(ValueError, match="label"):
+        PipelineGenerator(pipeline, prompt_template="a photo")
+
+
+def test_with_synthetic_flags_and_sources(digits):
+    train = digits["train"].select(range(6))
+    fake = Dataset.from_dict({"image": [train[1]["image"], train[4]["image"]], "label": [train[1]["label"], train[4]["label"]],
+                              "synthetic": [True, True], "source_index": [1, 4]})
+    out = with_synthetic(train, fake)
+    assert len(out) == 8 and out["synthetic"] == [False] * 6 + [True] * 2 and out["source_index"] == [0, 1, 2, 3, 4, 5, 1, 4]
+    assert out.features["label"] == train.features["label"]
+
+
+def test_ddpm_training_lowers_denoising_loss(tmp_path, digits):
+    torch.set_num_threads(1)
+    from diffusers import DDPMScheduler
+
+    from hfdc.useful.data import image_tensor
+
+    train = digits["train"]
+    x0 = torch.stack([image_tensor(im, "L") for im in train[:64]["image"]])
+    y = torch.tensor(train[:64]["label"])
+    g = torch.Generator().manual_seed(0)
+    noise, t = torch.randn(x0.shape, generator=g), torch.randint(0, 1000, (64,), generator=g)
+
+    def loss(unet):
+        with torch.no_grad():
+            noisy = DDPMScheduler(num_train_timesteps=1000).add_noise(x0, noise, t)
+            return torch.nn.functional.mse_loss(unet(noisy, t, class_labels=y).sample, noise).item()
+
+    unet = build_unet(train, block_out_channels=(8, 16), attention_head_dim=4)
+    before = loss(unet)
+    unet, _ = train_ddpm(unet, train, epochs=6, batch_size=16, learning_rate=3e-3, warmup_steps=5, checkpoint_dir=tmp_path / "ck", cpu=True)
+    assert loss(unet) < 0.7 * before
+    assert (tmp_path / "ck" / "epoch.txt").read_text() == "6"
+
+
+def test_recipe_targeted_vs_full_and_bad_config(tmp_path, digits):
+    torch.set_num_threads(1)
+    common = dict(
+        dataset="digits", model="convnet", separation_epoch=1, num_train_epochs=2, learning_rate=3e-3, per_device_train_batch_size=32,
+        per_device_eval_batch_size=128, save_strategy="no", disable_tqdm=True, use_cpu=True, generator="ddpm", ddpm_epochs=1,
+        ddpm_batch_size=32, num_inference_steps=10, generation_batch_size=32, report_to="none",
+    )
+    targeted = train_tada(TadaConfig(output_dir=str(tmp_path / "t"), augment="targeted", **common), digits)
+    n = len(digits["train"])
+    assert 0 < len(targeted.augmented) < n
+    assert targeted.metrics["generated_images"] == len(targeted.augmented) and targeted.metrics["train_rows"] == n + len(targeted.augmented)
+    assert sorted(targeted.synthetic["source_index"]) == targeted.augmented == targeted.slow.indices
+    assert (tmp_path / "t" / "ddpm" / "README.md").exists() and (tmp_path / "t" / "ddpm" / "scheduler_config.json").exists()
+    # the saved DDPM is reused by a second run in the same folder (no retraining), the full baseline augments every row
+    full = train_tada(TadaConfig(output_dir=str(tmp_path / "t"), augment="full", **{**common, "ddpm_epochs": 999}), digits)
+    assert full.metrics["generated_images"] == n and full.slow is None
+    with pytest.raises(ValueError, match="augment must be one of"):
+        TadaConfig(output_dir=str(tmp_path), augment="all", **common)
+    with pytest.raises(ValueError, match="beyond the training length"):
+        TadaConfig(output_dir=str(tmp_path), **{**common, "separation_epoch": 3})
