@@ -60,7 +60,7 @@ def test_callback_recovers_examples_without_easy_feature(tmp_path, data):
 
 def test_flattening_trigger(tmp_path, data):
     torch.set_num_threads(1)
-    cfg = config(tmp_path, num_train_epochs=8, separation_epoch=None)
+    cfg = config(tmp_path, num_train_epochs=8, separation_epoch=0)
     train = data["train"]
     callback = SlowLearnableCallback(model_inputs(train), default_data_collator, epoch=None, flatten_tol=0.02)
     make_trainer(cfg, build_model(cfg, train), train, tmp_path, [callback]).train()
@@ -97,6 +97,8 @@ def test_bad_input(tmp_path):
         find_slow_learnable(torch.randn(4, 2), torch.tensor([0, 0, 0, 1]))
     with pytest.raises(ValueError, match="beyond the training length"):
         config(tmp_path, separation_epoch=5, num_train_epochs=3)
+    with pytest.raises(ValueError, match="separation_epoch must be >= 0"):
+        config(tmp_path, separation_epoch=-1)
     with pytest.raises(ValueError, match="partition"):
         config(tmp_path, partition="median")
     with pytest.raises(ValueError, match="NaN"):

@@ -34,11 +34,11 @@ class DiscoveryConfig(TrainingArguments):
     dataset_params: str = field(default="{}", metadata={"help": "JSON object (or YAML mapping) of hfdc.data.load parameters."})
     model: str = field(default="two_layer_cnn", metadata={"help": f"Classifier: {', '.join(MODELS)} (two_layer_cnn for feature_patches)."})
     model_params: str = field(default="{}", metadata={"help": "JSON object of model config overrides (e.g. {\"filters\": 4})."})
-    separation_epoch: int | None = field(
+    separation_epoch: int = field(
         default=2,
-        metadata={"help": "Epoch t at which examples are partitioned (about 5-10% of the budget); unset = when training error flattens."},
+        metadata={"help": "Epoch t at which examples are partitioned (about 5-10%% of the budget); 0 = once training error flattens."},
     )
-    flatten_tol: float = field(default=0.01, metadata={"help": "With no separation_epoch: flattened once the per-epoch train-error drop is below this."})
+    flatten_tol: float = field(default=0.01, metadata={"help": "With separation_epoch=0: flattened once the per-epoch train-error drop is below this."})
     partition: str = field(default="kmeans", metadata={"help": f"How to find slow-learnable examples: {', '.join(METHODS)}."})
     quantile: float = field(default=0.5, metadata={"help": "partition=quantile: per-class loss quantile above which examples count as slow."})
     sam_rho: float = field(default=0.0, metadata={"help": "SAM neighbourhood radius rho; 0 trains with the plain optimizer (args.optim)."})
@@ -54,7 +54,9 @@ class DiscoveryConfig(TrainingArguments):
             raise ValueError(f"partition must be one of {METHODS}, got {self.partition!r}")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        if self.separation_epoch is not None and self.separation_epoch > self.num_train_epochs:
+        if self.separation_epoch < 0:
+            raise ValueError(f"separation_epoch must be >= 0 (0 = once training error flattens), got {self.separation_epoch}")
+        if self.separation_epoch > self.num_train_epochs:
             raise ValueError(
                 f"separation_epoch={self.separation_epoch} is beyond the training length num_train_epochs={self.num_train_epochs}; "
                 "USEFUL separates at about 5-10% of the budget"

@@ -54,7 +54,7 @@ def make_trainer(config: DiscoveryConfig, model, train: Dataset, output_dir: str
 def discover(config: DiscoveryConfig, train: Dataset) -> SlowLearnable:
     """Train a fresh model until ``config.separation_epoch`` (or flattening) and partition the training set."""
     callback = SlowLearnableCallback(
-        model_inputs(train), default_data_collator, epoch=config.separation_epoch, flatten_tol=config.flatten_tol,
+        model_inputs(train), default_data_collator, epoch=config.separation_epoch or None, flatten_tol=config.flatten_tol,
         method=config.partition, quantile=config.quantile, seed=config.seed, batch_size=config.per_device_eval_batch_size,
     )
     trainer = make_trainer(config, build_model(config, train), train, Path(config.output_dir) / "discovery", [callback])
