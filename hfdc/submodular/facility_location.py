@@ -1,0 +1,178 @@
+"""Facility location selection: maximise F(S) = sum_i w_i max(0, max_{j in S} s_ij) subject to |S| = k.
+
+The coreset objective of CRAIG (Mirzasoleiman et al. 2020) and CoLM (Nguyen et al. 2025, arXiv 2407.19580).
+Coverage starts at 0, so negative similarities (cosine) never count. The medoid weight of a selected item
+is the total weight of the points it covers best (its cluster size when w = 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from hfdc.submodular.budgets import group_budgets
+from hfdc.submodular.greedy import OPTIMIZERS, GreedyRun, greedy
+from hfdc.submodular.kernels import METRICS, Kernel, check_features
+from hfdc.submodular.store import GainStore
+
+
+@dataclass
+class FacilityLocationResult:
+    """``indices`` in selection order (grouped by group when groups are given), their marginal ``gains``,
+    medoid ``weights`` (summed point weight each selected item covers best) and ``budgets`` per group."""
+
+    indices: torch.Tensor
+    gains: torch.Tensor
+    weights: torch.Tensor
+    budgets: dict = field(default_factory=dict)
+
+    @property
+    def objective(self) -> float:
+        """F(S), the sum of the marginal gains."""
+        return float(self.gains.sum())
+
+
+def facility_location(
+    features: torch.Tensor | None = None,
+    similarity: torch.Tensor | None = None,
+    k: int | Mapping = 1,
+    metric: str = "cosine",
+    optimizer: str = "lazy",
+    groups: Sequence | torch.Tensor | None = None,
+    seed: int = 0,
+    point_weights: torch.Tensor | None = None,
+    epsilon: float = 0.1,
+    memory_mb: float = 2048.0,
+) -> FacilityLocationResult:
+    """Greedy facility-location selection of ``k`` items (see module docstring).
+
+    Args:
+        features: [N, d] tensor; the similarity comes from ``metric`` (cosine, euclidean, l1).
+        similarity: a given [N, N] tensor with ``similarity[i, j] = s_ij`` (point i covered by j); instead
+            of ``features``.
+        k: the budget; with ``groups`` an int is split proportionally, or a mapping group -> budget.
+        optimizer: "lazy" (exact greedy, fast), "naive" (exact greedy) or "stochastic".
+        groups: one label per point; selection then runs within each group (points only cover their own
+            group), groups in sorted label order.
+        seed: seed of the stochastic optimizer's samples.
+        point_weights: w_i >= 0 per point (default 1).
+        epsilon: stochastic greedy's sample size parameter.
+        memory_mb: memory for the similarity matrix; larger problems compute it in row blocks.
+    """
+    if (features is None) == (similarity is None):
+        raise ValueError("give exactly one of features=[N, d] or similarity=[N, N]")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if similarity is not None:
+        similarity = check_features(similarity, "similarity")
+        if similarity.shape[0] != similarity.shape[1]:
+            raise ValueError(f"similarity must be square [N, N], got {tuple(similarity.shape)}")
+    else:
+        features = check_features(features)
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}; or pass similarity=")
+    data = features if features is not None else similarity
+    n = data.shape[0]
+    if point_weights is not None:
+        point_weights = torch.as_tensor(point_weights, dtype=torch.float32, device=data.device)
+        if point_weights.shape != (n,) or not torch.isfinite(point_weights).all() or (point_weights < 0).any():
+            raise ValueError(f"point_weights must be {n} finite values >= 0")
+    members = _group_members(groups, n, data.device)
+    budgets = _budgets(members, k, n)
+    parts = []
+    for label, idx in members.items():
+        if budgets[label] == 0:
+            continue
+        sub_w = point_weights[idx] if point_weights is not None else None
+        if similarity is not None:
+            sub = similarity[idx][:, idx]
+            store = GainStore(sub, None, sub_w, int(memory_mb * 2**20), symmetric=bool(torch.equal(sub, sub.T)))
+        else:
+            kernel = Kernel(features[idx], metric)
+            dense = kernel.n * kernel.n * 4 <= memory_mb * 2**20
+            store = GainStore(kernel.dense() if dense else None, kernel, sub_w, int(memory_mb * 2**20))
+        run = greedy(store, budgets[label], optimizer=optimizer, seed=seed, epsilon=epsilon)
+        parts.append((idx[run.indices], run.gains, _medoid_weights(store, run, sub_w)))
+    if not parts:
+        empty = torch.zeros(0, device=data.device)
+        return FacilityLocationResult(empty.long(), empty.double(), empty, budgets)
+    return FacilityLocationResult(
+        indices=torch.cat([p[0] for p in parts]),
+        gains=torch.cat([p[1] for p in parts]),
+        weights=torch.cat([p[2] for p in parts]),
+        budgets=budgets,
+    )
+
+
+def facility_location_objective(
+    indices: torch.Tensor,
+    features: torch.Tensor | None = None,
+    similarity: torch.Tensor | None = None,
+    metric: str = "cosine",
+    point_weights: torch.Tensor | None = None,
+    block_rows: int = 256,
+) -> float:
+    """F(S) = sum_i w_i max(0, max_{j in S} s_ij) of a given selection, computed in blocks of S."""
+    indices = torch.as_tensor(indices, dtype=torch.long)
+    if similarity is not None:
+        cover = similarity[:, indices].max(1).values.clamp(min=0)
+    else:
+        kernel = Kernel(check_features(features), metric)
+        if metric != "cosine":
+            kernel.max_dist = max(float(kernel.distances(b).max()) for b in _blocks(kernel.n, block_rows))
+        cover = torch.zeros(kernel.n, device=features.device)
+        for start in range(0, len(indices), block_rows):
+            rows = kernel.rows(indices[start : start + block_rows].to(features.device))
+            cover = torch.maximum(cover, rows.max(0).values)
+    weights = point_weights if point_weights is not None else torch.ones_like(cover)
+    return float((cover.double() * weights.double()).sum())
+
+
+def _blocks(n: int, size: int):
+    return (slice(start, start + size) for start in range(0, n, size))
+
+
+def _group_members(groups, n: int, device) -> dict:
+    """Group label -> point indices (sorted labels); one group "all" without ``groups``."""
+    if groups is None:
+        return {None: torch.arange(n, device=device)}
+    labels = groups.tolist() if isinstance(groups, torch.Tensor) else list(groups)
+    if len(labels) != n:
+        raise ValueError(f"groups must give one label per point: got {len(labels)} labels for {n} points")
+    members: dict = {}
+    for i, label in enumerate(labels):
+        members.setdefault(label, []).append(i)
+    return {label: torch.tensor(members[label], device=device) for label in sorted(members)}
+
+
+def _budgets(members: dict, k, n: int) -> dict:
+    sizes = {label: len(idx) for label, idx in members.items()}
+    if isinstance(k, Mapping):
+        unknown = [g for g in k if g not in sizes]
+        if unknown:
+            raise ValueError(f"budgets name groups {unknown} that have no points (empty); groups are {list(sizes)}")
+        too_big = {g: (b, sizes[g]) for g, b in k.items() if b > sizes[g] or b < 0}
+        if too_big:
+            raise ValueError(f"budgets (budget, size) exceed group sizes or are negative: {too_big}; lower them")
+        return {g: int(k.get(g, 0)) for g in sizes}
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int or a mapping group -> int, got {type(k).__name__}")
+    if k > n or k < 0:
+        raise ValueError(f"k={k} must lie in [0, N={n}]; lower k or add points")
+    return group_budgets(sizes, k, "proportional") if len(sizes) > 1 else {next(iter(sizes)): k}
+
+
+def _medoid_weights(store: GainStore, run: GreedyRun, point_weights: torch.Tensor | None) -> torch.Tensor:
+    """Summed weight of the points each selected item covers best (ties: earliest selected)."""
+    assign = run.assign.clone()
+    missing = (assign < 0).nonzero().flatten()
+    if len(missing):  # points no selected item covers positively: give them to their most similar one
+        best = torch.full((len(missing),), -torch.inf, device=assign.device)
+        for start in range(0, len(run.indices), store.block_rows):
+            values, pos = store.columns(run.indices[start : start + store.block_rows])[:, missing].max(0)
+            better = values > best
+            best[better] = values[better]
+            assign[missing[better]] = pos[better] + start
+    return torch.bincount(assign, weights=point_weights, minlength=len(run.indices)).float()

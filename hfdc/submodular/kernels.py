@@ -1,0 +1,83 @@
+"""Similarity kernels for facility location, computed whole or in row blocks.
+
+cosine: s_ij = <x_i, x_j> / (|x_i| |x_j|); euclidean: s_ij = max_dist - |x_i - x_j|_2;
+l1 (CoLM, Nguyen et al. 2025, arXiv 2407.19580): s_ij = max_dist - |x_i - x_j|_1, where max_dist is the
+largest pairwise distance, so that every similarity is >= 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+METRICS = ("cosine", "euclidean", "l1")
+
+
+def check_features(features: torch.Tensor, name: str = "features") -> torch.Tensor:
+    """Validate a [N, d] float feature matrix; raise a ValueError naming the problem otherwise."""
+    if not isinstance(features, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [N, d], got {type(features).__name__}")
+    if features.ndim != 2:
+        raise ValueError(f"{name} must have shape [N, d], got {tuple(features.shape)}")
+    if not features.is_floating_point():
+        features = features.float()
+    if not torch.isfinite(features).all():
+        bad = (~torch.isfinite(features)).any(dim=1).nonzero().flatten()[:5].tolist()
+        raise ValueError(f"{name} contain NaN or inf values (rows {bad}...); clean or drop those rows first")
+    return features
+
+
+def _distances(rows: torch.Tensor, features: torch.Tensor, metric: str) -> torch.Tensor:
+    if metric == "l1":
+        return torch.cdist(rows, features, p=1)
+    sq = (rows * rows).sum(1, keepdim=True) + (features * features).sum(1)[None, :] - 2.0 * rows @ features.T
+    return sq.clamp_(min=0).sqrt_()
+
+
+class Kernel:
+    """Similarity rows s[j, :] for candidate indices j, computed on demand from the features.
+
+    For euclidean and l1 the offset ``max_dist`` comes from one pass over all pairs (``set_max_dist``).
+    """
+
+    def __init__(self, features: torch.Tensor, metric: str):
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS} or a given similarity matrix, got {metric!r}")
+        self.metric = metric
+        features = features.float()
+        self.features = torch.nn.functional.normalize(features, dim=1) if metric == "cosine" else features
+        self.max_dist: float | None = None
+
+    @property
+    def n(self) -> int:
+        return self.features.shape[0]
+
+    def distances(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        """Pairwise distances of rows ``idx`` to all points (euclidean / l1 only)."""
+        return _distances(self.features[idx], self.features, self.metric)
+
+    def rows(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        """Similarity rows [len(idx), N]."""
+        if self.metric == "cosine":
+            return self.features[idx] @ self.features.T
+        if self.max_dist is None:
+            raise RuntimeError("max_dist is unset: call Kernel.set_max_dist first")
+        return torch.sub(self.max_dist, self.distances(idx))
+
+    def dense(self, block_rows: int = 1024) -> torch.Tensor:
+        """The whole N x N similarity matrix, filled ``block_rows`` rows at a time (no N x N temporaries)."""
+        out = torch.empty(self.n, self.n, dtype=self.features.dtype, device=self.features.device)
+        for start in range(0, self.n, block_rows):
+            block = slice(start, start + block_rows)
+            if self.metric == "cosine":
+                torch.mm(self.features[block], self.features.T, out=out[block])
+            else:
+                out[block] = self.distances(block)
+        if self.metric != "cosine":
+            self.max_dist = float(out.max())
+            torch.sub(self.max_dist, out, out=out)
+        return out
+
+
+def pairwise_similarity(features: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
+    """The N x N similarity matrix of ``features`` under ``metric`` (see module docstring)."""
+    return Kernel(check_features(features), metric).dense()
