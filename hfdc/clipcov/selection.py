@@ -130,10 +130,13 @@ class ClassPartition:
 
 
 def process_shard() -> tuple[int, int]:
-    """(index, count) of this process under ``accelerate launch`` / torchrun; (0, 1) otherwise."""
+    """(index, count) of this process under ``accelerate launch`` / torchrun; (0, 1) otherwise.
+
+    Without CUDA the processes join one gloo group only when the state is built with ``cpu=True``.
+    """
     from accelerate import PartialState
 
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     return state.process_index, state.num_processes
 
 

@@ -1,0 +1,48 @@
+"""CLIPCov sharded by class across 2 real processes (torchrun, gloo) equals the single-process result."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hfdc.clipcov import select
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[2])
+    import numpy as np
+    from accelerate import PartialState
+    from hfdc.clipcov import select
+    from tests.test_clipcov_distributed import data
+
+    image, text, labels = data()
+    result = select(image, text, 0.2, labels=labels, block_size=5, show_progress=False)
+    state = PartialState()
+    np.savez(f"{sys.argv[1]}/rank{state.process_index}.npz", indices=result.indices, scores=result.scores,
+             processes=state.num_processes)
+""")
+
+
+def data():
+    rng = np.random.default_rng(7)
+    image, text = rng.normal(size=(400, 12)).astype(np.float32), rng.normal(size=(400, 12)).astype(np.float32)
+    return image, text, rng.integers(0, 9, 400)
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(tmp_path):
+    script = tmp_path / "run_select.py"
+    script.write_text(SCRIPT)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", 
+                    str(script), str(tmp_path), str(ROOT)], check=True, timeout=240, cwd=str(ROOT))
+    image, text, labels = data()
+    expected = select(image, text, 0.2, labels=labels, block_size=5, show_progress=False)
+    for rank in range(2):
+        got = np.load(tmp_path / f"rank{rank}.npz")
+        assert int(got["processes"]) == 2
+        np.testing.assert_array_equal(got["indices"], expected.indices)
+        np.testing.assert_array_equal(got["scores"], expected.scores)
