@@ -88,7 +88,7 @@ def test_img2img_pipeline_generator_and_bad_pipeline(digits):
     from diffusers import DDPMPipeline, DDPMScheduler
 
     pipeline = tiny("img2img")
-    generator = PipelineGenerator(pipeline, strength=0.5, num_inference_steps=4, images_per_example=2)
+    generator = PipelineGenerator(pipeline, strength=0.5, num_inference_steps=4, images_per_example=2, image_size=16)
     images, labels = digits["train"][:3]["image"], digits["train"][:3]["label"]
     out = generator.generate(images, labels, digits["train"].features["label"].names, seed=0)
     assert len(out) == 6 and {im.size for im in out} == {(8, 8)} and {im.mode for im in out} == {"L"}

@@ -29,3 +29,21 @@ def test_unknown_recipe_key(tmp_path):
     recipe.write_text("separation_epochs: 3\n")
     with pytest.raises(RecipeError, match="separation_epoch"):
         parse_config(UsefulConfig, ["--config", str(recipe)])
+
+
+def test_hub_style_data_set_with_renamed_columns(tmp_path):
+    import hfdc.data
+    from hfdc.useful.train import load_data
+
+    digits = hfdc.data.load("digits", n_train=30, n_validation=10, n_test=10)
+    files = {}
+    for split in ("train", "test"):
+        files[split] = str(tmp_path / f"{split}.parquet")
+        digits[split].rename_columns({"image": "img", "label": "fine_label"}).to_parquet(files[split])
+    config = UsefulConfig(output_dir=str(tmp_path), dataset="parquet", dataset_params={"data_files": files},
+                          image_column="img", label_column="fine_label", model="convnet")
+    data = load_data(config)
+    assert data["train"].column_names == ["image", "label"] and data["train"]["label"] == digits["train"]["label"]
+    assert data["train"].features["label"].names == digits["train"].features["label"].names
+    with pytest.raises(ValueError, match="image_column"):
+        load_data(UsefulConfig(output_dir=str(tmp_path), dataset="parquet", dataset_params={"data_files": files}, model="convnet"))

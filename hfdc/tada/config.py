@@ -13,7 +13,7 @@ AUGMENTS = ("targeted", "random", "full", "none")
 class TadaConfig(DiscoveryConfig):
     """Find slow-learnable examples, add SDEdit variants of only those, retrain from scratch (TADA, arXiv 2505.21574)."""
 
-    dataset: str = field(default="digits", metadata={"help": "Embedded image data set: digits or shapes."})
+    dataset: str = field(default="digits", metadata={"help": "Embedded image data set (digits, shapes) or a Hub image classification data set id."})
     model: str = field(default="convnet", metadata={"help": "Classifier: convnet or resnet (hfdc.models.tiny)."})
     augment: str = field(
         default="targeted",
@@ -28,6 +28,9 @@ class TadaConfig(DiscoveryConfig):
     num_inference_steps: int = field(default=50, metadata={"help": "Scheduler steps for the full diffusion; strength * this many are run."})
     guidance_scale: float = field(default=7.5, metadata={"help": "Classifier-free guidance of text-conditioned img2img pipelines."})
     prompt_template: str = field(default="a photo of a {label}", metadata={"help": "Prompt of img2img pipelines; {label} is the class name."})
+    generation_image_size: int = field(
+        default=0, metadata={"help": "img2img pipelines: resize images to this side before generation (512 for Stable Diffusion); 0 = as is."}
+    )
     images_per_example: int = field(default=1, metadata={"help": "Synthetic variants per augmented example."})
     generation_batch_size: int = field(default=64, metadata={"help": "Examples per generator call."})
     shard_size: int = field(default=256, metadata={"help": "Examples per saved shard; finished shards are skipped on a rerun."})

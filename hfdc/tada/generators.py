@@ -80,24 +80,30 @@ def check_img2img(pipeline) -> None:
 
 
 class PipelineGenerator:
-    """SDEdit through any diffusers text-conditioned img2img pipeline, prompted with the class name."""
+    """SDEdit through any diffusers text-conditioned img2img pipeline, prompted with the class name; ``image_size``
+    resizes inputs first (e.g. 32x32 CIFAR images to Stable Diffusion's 512), outputs return to the source size."""
 
     def __init__(self, pipeline, prompt_template: str = "a photo of a {label}", strength: float = 0.4, guidance_scale: float = 7.5,
-                 num_inference_steps: int = 50, images_per_example: int = 1):
+                 num_inference_steps: int = 50, images_per_example: int = 1, image_size: int | None = None):
         check_img2img(pipeline)
         if "{label}" not in prompt_template:
             raise ValueError(f"prompt_template must contain {{label}} (the class name), got {prompt_template!r}")
         self.pipeline, self.prompt_template = pipeline, prompt_template
         self.strength, self.guidance_scale = check_strength(strength), guidance_scale
         self.num_inference_steps, self.images_per_example = num_inference_steps, images_per_example
+        self.image_size = image_size
         pipeline.set_progress_bar_config(disable=True)
+
+    def _prepare(self, image):
+        image = image.convert("RGB")
+        return image.resize((self.image_size, self.image_size), PILImage.BICUBIC) if self.image_size else image
 
     def generate(self, images: list, labels: list[int], class_names: list[str], seed: int) -> list:
         """``images_per_example`` variants of every image (example-major order), in the images' own mode and size."""
         k = self.images_per_example
         prompts = [self.prompt_template.format(label=class_names[y]) for y in labels for _ in range(k)]
         out = self.pipeline(
-            prompt=prompts, image=[im.convert("RGB") for im in images for _ in range(k)], strength=self.strength,
+            prompt=prompts, image=[self._prepare(im) for im in images for _ in range(k)], strength=self.strength,
             guidance_scale=self.guidance_scale, num_inference_steps=self.num_inference_steps,
             generator=torch.Generator().manual_seed(seed), output_type="np",
         ).images

@@ -15,7 +15,7 @@ from hfdc.tada.augment import augment, with_synthetic
 from hfdc.tada.config import TadaConfig
 from hfdc.tada.generators import PipelineGenerator, UNetGenerator
 from hfdc.useful.discovery import SlowLearnable
-from hfdc.useful.train import accuracy, build_model, discover, make_trainer
+from hfdc.useful.train import accuracy, build_model, discover, load_data, make_trainer
 from hfdc.useful.upsample import random_indices
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,8 @@ def build_generator(config: TadaConfig, train: Dataset):
 
             if torch.cuda.is_available():
                 pipeline = pipeline.to("cuda")
-    return PipelineGenerator(pipeline, prompt_template=config.prompt_template, guidance_scale=config.guidance_scale, **settings)
+    return PipelineGenerator(pipeline, prompt_template=config.prompt_template, guidance_scale=config.guidance_scale,
+                             image_size=config.generation_image_size or None, **settings)
 
 
 def rows_to_augment(config: TadaConfig, train: Dataset) -> tuple[SlowLearnable | None, list[int]]:
@@ -106,12 +107,9 @@ class TadaResult:
 
 
 def train_tada(config: TadaConfig, data: DatasetDict | None = None, generator=None) -> TadaResult:
-    """Run the whole recipe; ``data`` defaults to ``hfdc.data.load(config.dataset, **config.dataset_params)``,
-    ``generator`` (an object with ``generate``) to :func:`build_generator`."""
-    if data is None:
-        import hfdc.data
-
-        data = hfdc.data.load(config.dataset, **config.dataset_params)
+    """Run the whole recipe on ``data`` (default: :func:`hfdc.useful.train.load_data`) with ``generator`` (an object
+    with ``generate``; default: :func:`build_generator`)."""
+    data = load_data(config) if data is None else data
     train = data["train"]
     slow, indices = rows_to_augment(config, train)
     if indices and generator is None:

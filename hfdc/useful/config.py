@@ -30,8 +30,15 @@ def parse_json_object(name: str, value) -> dict:
 class DiscoveryConfig(TrainingArguments):
     """Data, classifier, optimiser (SGD/SAM) and how the slow-learnable examples are found; shared by USEFUL and TADA."""
 
-    dataset: str = field(default="feature_patches", metadata={"help": "Embedded data set: feature_patches, shapes or digits."})
-    dataset_params: str = field(default="{}", metadata={"help": "JSON object (or YAML mapping) of hfdc.data.load parameters."})
+    dataset: str = field(
+        default="feature_patches",
+        metadata={"help": "Embedded data set (feature_patches, shapes, digits) or a Hub data set id / datasets loader with train and test splits."},
+    )
+    dataset_params: str = field(
+        default="{}", metadata={"help": "JSON object (or YAML mapping) of hfdc.data.load or datasets.load_dataset parameters."}
+    )
+    image_column: str = field(default="image", metadata={"help": "Image column of a Hub data set (e.g. img for uoft-cs/cifar10)."})
+    label_column: str = field(default="label", metadata={"help": "ClassLabel column of a Hub data set."})
     model: str = field(default="two_layer_cnn", metadata={"help": f"Classifier: {', '.join(MODELS)} (two_layer_cnn for feature_patches)."})
     model_params: str = field(default="{}", metadata={"help": "JSON object of model config overrides (e.g. {\"filters\": 4})."})
     separation_epoch: int = field(

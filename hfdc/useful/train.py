@@ -23,6 +23,27 @@ from hfdc.useful.upsample import random_indices, upsample
 logger = logging.getLogger(__name__)
 
 
+def load_data(config: DiscoveryConfig) -> DatasetDict:
+    """The embedded data set ``config.dataset`` or ``datasets.load_dataset(config.dataset, **dataset_params)``, with
+    ``image_column`` / ``label_column`` renamed to image / label; it must have train and test splits."""
+    import hfdc.data
+
+    if config.dataset in hfdc.data.DATASETS:
+        return hfdc.data.load(config.dataset, **config.dataset_params)
+    from datasets import load_dataset
+
+    data = load_dataset(config.dataset, **config.dataset_params)
+    missing = {"train", "test"} - set(data)
+    if missing:
+        raise ValueError(f"data set {config.dataset!r} has splits {sorted(data)}; it needs {sorted(missing)} too")
+    for column, name in ((config.image_column, "image"), (config.label_column, "label")):
+        if column not in data["train"].column_names:
+            raise ValueError(f"column {column!r} not in {config.dataset!r} (columns: {data['train'].column_names}); set image_column / label_column")
+        if column != name:
+            data = data.rename_column(column, name)
+    return data
+
+
 def build_model(config: DiscoveryConfig, train: Dataset):
     """A fresh classifier for ``train`` (same ``config.seed`` -> same initial weights)."""
     num_labels = train.features["label"].num_classes
@@ -96,11 +117,8 @@ def select_rows(config: UsefulConfig, train: Dataset) -> tuple[SlowLearnable | N
 
 
 def train_useful(config: UsefulConfig, data: DatasetDict | None = None) -> UsefulResult:
-    """Run the whole recipe; ``data`` defaults to ``hfdc.data.load(config.dataset, **config.dataset_params)``."""
-    if data is None:
-        import hfdc.data
-
-        data = hfdc.data.load(config.dataset, **config.dataset_params)
+    """Run the whole recipe on ``data`` (default: :func:`load_data`)."""
+    data = load_data(config) if data is None else data
     slow, selected = select_rows(config, data["train"])
     train = upsample(data["train"], selected, config.upsample_factor) if selected else data["train"]
     trainer = make_trainer(config, build_model(config, data["train"]), train, config.output_dir)
