@@ -5,6 +5,7 @@ import pytest
 
 from hfdc.hallucination import TwoStageDetector, auroc
 from hfdc.hallucination.features import CROSS_FEATURES, SELF_FEATURES
+from tests.hub_fixtures import FAKE_TOKEN, hub_server, run_online  # noqa: F401  (hub_server is a fixture)
 
 
 def make_split(n, seed, discrete=False):
@@ -92,3 +93,28 @@ def test_bad_input_raises_clear_errors():
         detector.predict(x_self)
     with pytest.raises(RuntimeError, match="not fitted"):
         TwoStageDetector().predict(x_self, x_cross)
+
+
+PUSH_AND_LOAD = """
+import json, sys
+from huggingface_hub import ModelCard
+from hfdc.cli import run_command
+from hfdc.hallucination import TwoStageDetector
+run_command("hallucination", ["--config", "recipes/hallucination/demo.yaml", "--output_dir", sys.argv[1], "--n_validation", "120",
+                              "--n_test", "120", "--budgets", "0.5", "--budget", "0.3", "--repo_id", "hfdc-tester/hal-detector"])
+loaded = TwoStageDetector.from_pretrained("hfdc-tester/hal-detector")
+card = ModelCard.load("hfdc-tester/hal-detector")
+print(json.dumps({"budget": loaded.budget, "thresholds": loaded.thresholds, "tags": card.data.tags, "text": card.text}))
+"""
+
+
+def test_cli_pushes_the_fitted_detector_to_the_hub_and_it_loads_back(hub_server, tmp_path):  # noqa: F811
+    import json
+
+    proc = run_online(["-c", PUSH_AND_LOAD, str(tmp_path / "run")], hub_server, tmp_path / "hf_home")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    local = TwoStageDetector.from_pretrained(str(tmp_path / "run" / "detector"))
+    assert seen["budget"] == 0.3 and tuple(seen["thresholds"]) == local.thresholds
+    assert "hallucination" in seen["tags"] and "2502.15845" in seen["text"]
+    assert FAKE_TOKEN not in seen["text"]
