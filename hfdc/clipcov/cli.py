@@ -64,7 +64,8 @@ def stage_args(config: ClipCovConfig, output_dir: Path, epochs: float) -> ClipCo
 def proxy_clip(config: ClipCovConfig, proxy_data, class_names, evaluation, out: Path):
     """(proxy model, processor, name): the pretrained ``proxy_model``, or a tiny CLIP trained on ``proxy_data``."""
     if config.proxy_model:
-        return CLIPModel.from_pretrained(config.proxy_model), CLIPProcessor.from_pretrained(config.proxy_model), config.proxy_model
+        model = CLIPModel.from_pretrained(config.proxy_model).to(main_state().device)
+        return model, CLIPProcessor.from_pretrained(config.proxy_model), config.proxy_model
     model, processor = new_clip("tiny", config.seed)
     logger.info("training the proxy CLIP on %d rows of the disjoint %r split", len(proxy_data), config.proxy_split)
     train_clip(model, processor, proxy_data, stage_args(config, out / "proxy", config.proxy_epochs),
@@ -74,7 +75,10 @@ def proxy_clip(config: ClipCovConfig, proxy_data, class_names, evaluation, out: 
         figures["zero_shot_accuracy"] = round(zero_shot_accuracy(
             model, processor, evaluation, class_names, config.prompt_templates, config.image_column,
             config.label_column), 4)
-    folder = push_model(model, output_dir=out / "proxy", card={
+    folder = out / "proxy"
+    if not main_state().is_main_process:
+        return model, processor, str(folder)
+    push_model(model, output_dir=folder, card={
         "method": "clipcov", "paper": PAPER, "arxiv": ARXIV, "datasets": [config.data], "figures": figures,
         "description": f"Proxy CLIP trained contrastively on the '{config.proxy_split}' split (disjoint from the "
                        "pool it scores) to embed images and captions for CLIPCov selection.",
@@ -82,6 +86,14 @@ def proxy_clip(config: ClipCovConfig, proxy_data, class_names, evaluation, out: 
     })
     processor.save_pretrained(folder)
     return model, processor, str(folder)
+
+
+def main_state():
+    """The process state under ``accelerate launch`` (a gloo group on CPU); single-process otherwise."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def selection_card(config, result, subset, proxy_name, class_names) -> dict:
@@ -128,8 +140,8 @@ def run(config: ClipCovConfig) -> dict:
     subset = pool.select(result.indices).add_column(f"{config.method}_score",
                                                     result.scores[result.indices].astype(np.float32).tolist())
     card = selection_card(config, result, subset, proxy_name, class_names)
-    push_dataset(subset, repo_id=config.repo_id, output_dir=out / "subset", card=card)
     metrics = {"method": config.method, "fraction": config.fraction, "seed": config.seed, **card["figures"]}
+    model = None
     if config.train_subset:
         model, model_processor = new_clip(config.model, config.seed)
         trainer = train_clip(model, model_processor, subset, stage_args(config, out / "model", config.num_train_epochs),
@@ -139,14 +151,17 @@ def run(config: ClipCovConfig) -> dict:
             metrics["zero_shot_accuracy"] = round(zero_shot_accuracy(
                 model, model_processor, evaluation, class_names, config.prompt_templates, config.image_column,
                 config.label_column), 4)
-        folder = push_model(model, output_dir=out / "model", card={
-            "method": "clipcov", "paper": PAPER, "arxiv": ARXIV, "datasets": [config.data],
-            "description": f"CLIP trained contrastively on the {config.method} subset ({config.fraction:g} of the pool).",
-            "figures": {k: v for k, v in metrics.items() if k in ("zero_shot_accuracy", "train_loss", "selected_rows")},
-            "config": {"method": config.method, "fraction": config.fraction, "epochs": config.num_train_epochs,
-                       "learning_rate": config.learning_rate, "seed": config.seed},
-        })
-        model_processor.save_pretrained(folder)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if main_state().is_main_process:
+        push_dataset(subset, repo_id=config.repo_id, output_dir=out / "subset", card=card)
+        if model is not None:
+            folder = push_model(model, output_dir=out / "model", card={
+                "method": "clipcov", "paper": PAPER, "arxiv": ARXIV, "datasets": [config.data],
+                "description": f"CLIP trained contrastively on the {config.method} subset ({config.fraction:g} of the pool).",
+                "figures": {k: v for k, v in metrics.items() if k in ("zero_shot_accuracy", "train_loss", "selected_rows")},
+                "config": {"method": config.method, "fraction": config.fraction, "epochs": config.num_train_epochs,
+                           "learning_rate": config.learning_rate, "seed": config.seed},
+            })
+            model_processor.save_pretrained(folder)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     logger.info("clipcov metrics: %s", metrics)
     return metrics

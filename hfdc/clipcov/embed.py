@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset, Features, List, Value, concatenate_datasets
 
 
 def projected(output) -> torch.Tensor:
@@ -78,15 +78,30 @@ def clip_embeddings(
 
     Computed with ``Dataset.map`` (batched, with a progress bar); with ``cache_dir`` the result is an
     Arrow file keyed by the data and model fingerprints, so a second call loads it instead of recomputing.
+    Under ``accelerate launch`` (with ``cache_dir``) each process embeds one contiguous ``Dataset.shard``
+    and then every process reads all shards from the cache.
     """
     for role, column in (("image_column", image_column), ("caption_column", caption_column)):
         if column not in dataset.column_names:
             what = "captions missing: " if role == "caption_column" else ""
             raise ValueError(f"{what}{role}={column!r} is not a column of the dataset; columns are "
                              f"{dataset.column_names}")
-    fingerprint = hashlib.sha256(
-        f"{dataset._fingerprint}-{model_fingerprint(model)}-{image_column}-{caption_column}".encode()
-    ).hexdigest()[:16]
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    proxy = model_fingerprint(model)
+    if state.num_processes == 1 or cache_dir is None:
+        return embed_rows(dataset, model, processor, proxy, image_column, caption_column, batch_size, cache_dir)
+    shards = [dataset.shard(state.num_processes, i, contiguous=True) for i in range(state.num_processes)]
+    embed_rows(shards[state.process_index], model, processor, proxy, image_column, caption_column, batch_size, cache_dir)
+    state.wait_for_everyone()
+    return concatenate_datasets([embed_rows(shard, model, processor, proxy, image_column, caption_column, batch_size,
+                                            cache_dir) for shard in shards])
+
+
+def embed_rows(dataset, model, processor, proxy: str, image_column, caption_column, batch_size, cache_dir) -> Dataset:
+    """``Dataset.map`` of the proxy over ``dataset``; cached under ``cache_dir`` by data + proxy fingerprint."""
+    fingerprint = hashlib.sha256(f"{dataset._fingerprint}-{proxy}-{image_column}-{caption_column}".encode()).hexdigest()[:16]
     cache_file = None
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
