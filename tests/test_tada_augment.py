@@ -1,11 +1,10 @@
 """TADA: SDEdit generators, resumable sharded augmentation, the DDPM trainer and the recipe, on digits."""
 
-import json
 
 import numpy as np
 import pytest
 import torch
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 
 import hfdc.data
 from hfdc.models import tiny
@@ -57,7 +56,7 @@ def test_interrupted_augmentation_resumes_without_regenerating(tmp_path, digits)
     resumed = augment(train, indices, second, tmp_path / "run", batch_size=5, shard_size=10, seed=3)
     assert second.calls == 3  # shards 1 and 2 only (2 + 1 batches); shard 0 was not regenerated
     assert resumed["source_index"] == indices and all(resumed["synthetic"]) and resumed["label"] == [train[i]["label"] for i in indices]
-    assert all(np.array_equal(a, b) for a, b in zip(pixels(resumed), pixels(reference)))  # same images as one uninterrupted run
+    assert all(np.array_equal(a, b) for a, b in zip(pixels(resumed), pixels(reference), strict=True))  # same images as one uninterrupted run
     # a finished folder is reused as is; different settings in the same folder are refused
     third = Counting(unet_generator())
     augment(train, indices, third, tmp_path / "run", batch_size=5, shard_size=10, seed=3)
@@ -79,6 +78,10 @@ def test_sdedit_strength_controls_faithfulness(digits):
 
     near, far = distance(0.1), distance(1.0)
     assert near < 10 < far  # 0-255 scale: one step from t=100 keeps the image, the full chain of a random UNet does not
+    from diffusers import DDPMScheduler
+
+    unconditional = UNetGenerator(small_unet(None), DDPMScheduler(), strength=0.1, num_inference_steps=10)
+    assert not unconditional.conditional and len(unconditional.generate(images[:2], labels[:2], names, seed=0)) == 2
     two = unet_generator(images_per_example=2).generate(images[:3], labels[:3], names, seed=0)
     assert len(two) == 6 and not np.array_equal(np.asarray(two[0]), np.asarray(two[1]))
 
