@@ -11,6 +11,7 @@ from hfdc.hallucination.config import HallucinationConfig
 from hfdc.hallucination.data import load_split
 from hfdc.hallucination.detector import TwoStageDetector
 from hfdc.hallucination.evaluate import budget_sweep, featurize, plot_budget_curve, single_score_rows
+from hfdc.hallucination.features import SELF_FEATURES
 from hfdc.hallucination.sampling import sample_target, sample_verifier
 from hfdc.hallucination.similarity import get_similarity
 from hfdc.hallucination.simulate import SimulatedBackend, SimulatedWorld, SimulationParams
@@ -49,6 +50,11 @@ def load_questions(config: HallucinationConfig):
     return backends.get(config.target, **kwargs), backends.get(config.verifier, **kwargs), splits
 
 
+def base_model(spec: str) -> str | None:
+    """The Hub model id behind an ``openai:<model>@<url>`` spec (for the card), else None."""
+    return spec.removeprefix("openai:").partition("@")[0] if spec.startswith("openai:") else None
+
+
 def run(config: HallucinationConfig) -> dict:
     """Sample target and verifier answers for both splits, compute features, evaluate, plot, save the detector."""
     output_dir = Path(config.output_dir)
@@ -61,7 +67,8 @@ def run(config: HallucinationConfig) -> dict:
     with (output_dir / "samples.jsonl").open("w") as f:
         for name, (questions, golds) in splits.items():
             logger.info("%s: sampling %d questions", name, len(questions))
-            answers = sample_target(target, questions, config.n_samples, answer_temperature=config.answer_temperature, **sampling)
+            answers = sample_target(target, questions, config.n_samples, answer_temperature=config.answer_temperature,
+                                    **sampling)
             verifier_samples = sample_verifier(verifier, questions, config.n_verifier_samples, **sampling)
             for a, v, q, g in zip(answers, verifier_samples, questions, golds):
                 a.verifier_samples = v
@@ -71,7 +78,8 @@ def run(config: HallucinationConfig) -> dict:
     single = single_score_rows(test)
     sweep = budget_sweep(validation, test, config.budgets, config.n_verifier_samples, config.seed)
     plot = plot_budget_curve(sweep, single, output_dir / "budget_auroc.png", title=f"{config.dataset}: budget vs AUROC")
-    detector = TwoStageDetector(budget=config.budget, seed=config.seed).fit(validation.x_self, validation.x_cross, validation.labels)
+    detector = TwoStageDetector(budget=config.budget, seed=config.seed)
+    detector.fit(validation.x_self, validation.x_cross, validation.labels)
     test_detection = detector.predict(test.x_self, test.x_cross)
     figures = {
         "budget": config.budget,
@@ -83,18 +91,19 @@ def run(config: HallucinationConfig) -> dict:
     detector_dir = push_model(detector, repo_id=config.repo_id, output_dir=output_dir / "detector", card={
         "method": "hallucination", "paper": PAPER, "arxiv": "2502.15845", "license": "apache-2.0",
         "tags": ["hallucination-detection", "two-stage", "self-consistency"],
-        "base_model": None if config.target == "simulated" else config.target.partition("@")[0],
+        "base_model": base_model(config.target),
         "datasets": None if config.dataset == "simulated" else [config.dataset],
         "description": (
-            f"Two-stage hallucination detector: a logistic combiner over self-consistency features {list(detector.to_dict()['self_features'])} "
-            f"scores every question; questions whose score falls in [tau_low, tau_high] = {detector.thresholds} call the verifier and "
-            "are rescored with self + cross-consistency features. Load with "
-            "`hfdc.hallucination.TwoStageDetector.from_pretrained(<repo or folder>)`."
+            f"Two-stage hallucination detector: a logistic combiner over the self-consistency features "
+            f"{list(SELF_FEATURES)} scores every question; questions whose score falls in [tau_low, tau_high] = "
+            f"{detector.thresholds} call the verifier and are rescored with self + cross-consistency features. "
+            "Load with `hfdc.hallucination.TwoStageDetector.from_pretrained(<repo or folder>)`."
         ),
         "config": dataclasses.asdict(config), "figures": figures,
     })
     usage = {"target": dataclasses.asdict(target.usage), "verifier": dataclasses.asdict(verifier.usage)}
-    report = {"single_scores": single, "budget_sweep": sweep, "usage": usage, "detector": str(detector_dir), "plot": str(plot)}
+    report = {"single_scores": single, "budget_sweep": sweep, "usage": usage, "detector": str(detector_dir),
+              "plot": str(plot)}
     (output_dir / "results.json").write_text(json.dumps(report, indent=2))
     for row in single + sweep:
         extra = f" budget={row['budget']:.2f} verifier={row['verifier_fraction']:.1%}" if "budget" in row else ""

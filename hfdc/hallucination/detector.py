@@ -27,7 +27,9 @@ class LogisticCombiner:
     """Supervised combiner p = sigmoid(w . (x - mean) / scale + b), fitted by scikit-learn's LogisticRegression."""
 
     def __init__(self, mean=None, scale=None, coef=None, intercept: float = 0.0):
-        self.mean, self.scale, self.coef = (None if v is None else np.asarray(v, dtype=np.float64) for v in (mean, scale, coef))
+        self.mean, self.scale, self.coef = (
+            None if v is None else np.asarray(v, dtype=np.float64) for v in (mean, scale, coef)
+        )
         self.intercept = float(intercept)
 
     def fit(self, x: np.ndarray, labels: np.ndarray, seed: int = 0) -> LogisticCombiner:
@@ -49,7 +51,8 @@ class LogisticCombiner:
         return 1.0 / (1.0 + np.exp(-(((x - self.mean) / self.scale) @ self.coef + self.intercept)))
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "coef": self.coef.tolist(), "intercept": self.intercept}
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "coef": self.coef.tolist(),
+                "intercept": self.intercept}
 
 
 @dataclass
@@ -111,7 +114,8 @@ class TwoStageDetector(ModelHubMixin, library_name="hfdc", tags=["hallucination-
         return self
 
     def fit_band(self, s: np.ndarray, c: np.ndarray, labels: np.ndarray) -> None:
-        """Choose the band of round(budget * n) consecutive questions (by (s, u)) maximising AUROC of the two-stage score."""
+        """Choose the band of round(budget * n) consecutive questions (ordered by (s, u)) that maximises the
+        validation AUROC of the two-stage score (c inside the band, s outside)."""
         n = len(s)
         u = self.tie_break(n)
         order = np.lexsort((u, s))
@@ -159,7 +163,9 @@ class TwoStageDetector(ModelHubMixin, library_name="hfdc", tags=["hallucination-
         indices = np.flatnonzero(called)
         if len(indices):
             if x_cross is None:
-                raise ValueError(f"{len(indices)} questions need the verifier: pass x_cross (array or callable(indices))")
+                raise ValueError(
+                    f"{len(indices)} questions need the verifier: pass x_cross (an array or a callable(indices))"
+                )
             rows = x_cross(indices) if callable(x_cross) else np.asarray(x_cross, dtype=np.float64)[indices]
             rows = self._check_features(rows, CROSS_FEATURES, "x_cross")
             if len(rows) != len(indices):
@@ -171,7 +177,9 @@ class TwoStageDetector(ModelHubMixin, library_name="hfdc", tags=["hallucination-
     def _check_features(x, names, field: str) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(names):
-            raise ValueError(f"{field} must have shape [n_questions, {len(names)}] (columns {list(names)}), got {x.shape}")
+            raise ValueError(
+                f"{field} must have shape [n_questions, {len(names)}] (columns {list(names)}), got {x.shape}"
+            )
         if not np.isfinite(x).all():
             raise ValueError(f"{field} contains NaN or inf")
         return x
@@ -181,7 +189,9 @@ class TwoStageDetector(ModelHubMixin, library_name="hfdc", tags=["hallucination-
         x_cross = self._check_features(x_cross, CROSS_FEATURES, "x_cross")
         labels = np.asarray(labels)
         if not (len(x_self) == len(x_cross) == len(labels)):
-            raise ValueError(f"x_self ({len(x_self)}), x_cross ({len(x_cross)}) and labels ({len(labels)}) differ in length")
+            raise ValueError(
+                f"x_self ({len(x_self)}), x_cross ({len(x_cross)}) and labels ({len(labels)}) differ in length"
+            )
         if not np.isin(labels, (0, 1)).all() or len(set(labels.tolist())) < 2:
             raise ValueError("labels must contain both 0 (correct) and 1 (hallucination) to fit the detector")
         return x_self, x_cross, labels.astype(int)

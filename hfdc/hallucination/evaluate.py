@@ -59,17 +59,21 @@ def single_score_rows(test: LabelledFeatures) -> list[dict]:
     for name, sign in SINGLE_SCORES.items():
         score = sign * test.column(name)
         paradigm = "cross" if name in CROSS_FEATURES else "self"
-        rows.append({"method": name, "paradigm": paradigm, "auroc": auroc(score, test.labels), "aurac": aurac(score, test.labels)})
+        rows.append({"method": name, "paradigm": paradigm, "auroc": auroc(score, test.labels),
+                     "aurac": aurac(score, test.labels)})
     return rows
 
 
-def budget_sweep(validation: LabelledFeatures, test: LabelledFeatures, budgets, n_verifier_samples: int, seed: int = 0) -> list[dict]:
+def budget_sweep(
+    validation: LabelledFeatures, test: LabelledFeatures, budgets, n_verifier_samples: int, seed: int = 0
+) -> list[dict]:
     """Two-stage detector fitted on validation for each budget, scored on test (budget 0 = self combiner,
     budget 1 = full cross-consistency combiner)."""
     _check_both_classes(validation, "validation"), _check_both_classes(test, "test")
     rows = []
     for budget in budgets:
-        detector = TwoStageDetector(budget=budget, seed=seed).fit(validation.x_self, validation.x_cross, validation.labels)
+        detector = TwoStageDetector(budget=budget, seed=seed)
+        detector.fit(validation.x_self, validation.x_cross, validation.labels)
         detection = detector.predict(test.x_self, test.x_cross)
         tau = detector.thresholds
         rows.append({
@@ -94,12 +98,14 @@ def plot_budget_curve(sweep: list[dict], single: list[dict], path: str | Path, t
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    ax.plot([r["verifier_fraction"] * 100 for r in sweep], [r["auroc"] for r in sweep], "o-", color="C0", label="two-stage (self + cross LR)")
+    ax.plot([r["verifier_fraction"] * 100 for r in sweep], [r["auroc"] for r in sweep], "o-", color="C0",
+            label="two-stage (self + cross LR)")
     full = next((r["auroc"] for r in sweep if r["budget"] == 1.0), None)
     if full is not None:
         ax.axhline(full, color="C0", ls=":", lw=1, label="full cross-consistency LR")
         ax.axhline(0.97 * full, color="grey", ls=":", lw=1, label="97% of full")
-    for row, color in zip((r for r in single if r["method"] in ("semantic_entropy", "cross_consistency")), ("C1", "C2")):
+    references = [r for r in single if r["method"] in ("semantic_entropy", "cross_consistency")]
+    for row, color in zip(references, ("C1", "C2")):
         ax.axhline(row["auroc"], color=color, ls="--", lw=1, label=f"{row['method']} alone")
     ax.set_xlabel("questions sent to the verifier (%)")
     ax.set_ylabel("test AUROC")

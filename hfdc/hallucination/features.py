@@ -76,7 +76,8 @@ def compute_features(
     verifier_samples: Sequence[Sequence[str]] | None = None,
     similarity: Similarity = normalized_match,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Self features [n, len(SELF_FEATURES)] and, when verifier samples are given, cross features [n, len(CROSS_FEATURES)]."""
+    """Self features [n, len(SELF_FEATURES)] and, when verifier samples are given, cross features
+    [n, len(CROSS_FEATURES)]."""
     if len(answers) != len(samples) or (verifier_samples is not None and len(verifier_samples) != len(answers)):
         raise ValueError("answers, samples and verifier_samples must have one entry per question")
     self_rows, cross_rows = [], []

@@ -38,7 +38,7 @@ def format_prompts(questions: Sequence[str], template: str = DEFAULT_PROMPT) -> 
     return [template.format(question=q) for q in questions]
 
 
-def _generate(backend, prompts, start, total, n, temperature, max_new_tokens, seed, what, done: list) -> list[list[str]]:
+def _generate(backend, prompts, start, total, n, temperature, max_new_tokens, seed, what, done) -> list[list[str]]:
     try:
         return backend.generate(prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
     except Exception as error:
@@ -60,8 +60,10 @@ def sample_target(
     results: list[Answers] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="target sampling", leave=False):
         batch = prompts[start : start + batch_size]
-        answers = _generate(backend, batch, start, len(prompts), 1, answer_temperature, max_new_tokens, seed, "target", results)
-        samples = _generate(backend, batch, start, len(prompts), n_samples, temperature, max_new_tokens, seed + 1, "target", results)
+        answers = _generate(backend, batch, start, len(prompts), 1, answer_temperature, max_new_tokens, seed,
+                            "target", results)
+        samples = _generate(backend, batch, start, len(prompts), n_samples, temperature, max_new_tokens, seed + 1,
+                            "target", results)
         results += [Answers(a[0].strip(), [s.strip() for s in ss]) for a, ss in zip(answers, samples)]
     return results
 
@@ -77,6 +79,7 @@ def sample_verifier(
     results: list[list[str]] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="verifier sampling", leave=False):
         batch = prompts[start : start + batch_size]
-        samples = _generate(backend, batch, start, len(prompts), n_samples, temperature, max_new_tokens, seed + 2, "verifier", results)
+        samples = _generate(backend, batch, start, len(prompts), n_samples, temperature, max_new_tokens, seed + 2,
+                            "verifier", results)
         results += [[s.strip() for s in ss] for ss in samples]
     return results

@@ -37,8 +37,11 @@ def similarity_matrix(answers: Sequence[str], similarity: Similarity = normalize
     return (w + w.T) / 2
 
 
-def cluster_answers(answers: Sequence[str], similarity: Similarity = normalized_match, threshold: float = 0.5) -> list[int]:
-    """Equivalence-class id per answer: greedy, an answer joins the first cluster whose first member has W >= threshold."""
+def cluster_answers(
+    answers: Sequence[str], similarity: Similarity = normalized_match, threshold: float = 0.5
+) -> list[int]:
+    """Equivalence-class id per answer: greedily, an answer joins the first cluster whose first member has
+    W >= threshold with it, else it opens a new cluster."""
     w = similarity_matrix(answers, similarity)
     representatives: list[int] = []
     ids = []
@@ -58,7 +61,9 @@ def num_clusters(answers: Sequence[str], similarity: Similarity = normalized_mat
     return len(set(cluster_answers(answers, similarity, threshold)))
 
 
-def semantic_entropy(answers: Sequence[str], similarity: Similarity = normalized_match, threshold: float = 0.5) -> float:
+def semantic_entropy(
+    answers: Sequence[str], similarity: Similarity = normalized_match, threshold: float = 0.5
+) -> float:
     """Discrete semantic entropy -sum_c p_c log p_c, p_c = |cluster c| / m (Farquhar et al. 2024)."""
     check_answers(answers, "answers", 2)
     counts = np.bincount(cluster_answers(answers, similarity, threshold))
@@ -86,8 +91,11 @@ def eigenvalue_score(answers: Sequence[str], similarity: Similarity = normalized
     return float(np.clip(1.0 - eigenvalues, 0.0, None).sum())
 
 
-def eccentricity_score(answers: Sequence[str], similarity: Similarity = normalized_match, eigenvalue_threshold: float = 0.9) -> float:
-    """U_Ecc = || (||v_j - mean_j v_j||_2)_j ||_2, v_j = row j of the Laplacian eigenvectors with eigenvalue < threshold (Lin et al. 2023)."""
+def eccentricity_score(
+    answers: Sequence[str], similarity: Similarity = normalized_match, eigenvalue_threshold: float = 0.9
+) -> float:
+    """U_Ecc = || (||v_j - mean_j v_j||_2)_j ||_2, v_j = row j of the Laplacian eigenvectors whose eigenvalue is
+    below the threshold (Lin et al. 2023)."""
     check_answers(answers, "answers", 2)
     eigenvalues, eigenvectors = np.linalg.eigh(laplacian(similarity_matrix(answers, similarity)))
     v = eigenvectors[:, eigenvalues < eigenvalue_threshold]
@@ -109,7 +117,9 @@ def kernel_mean_inner(a: Sequence[str], b: Sequence[str], similarity: Similarity
     return float(np.mean(similarity(a, b)))
 
 
-def cross_consistency(answers: Sequence[str], verifier_answers: Sequence[str], similarity: Similarity = normalized_match) -> float:
+def cross_consistency(
+    answers: Sequence[str], verifier_answers: Sequence[str], similarity: Similarity = normalized_match
+) -> float:
     """Mean similarity between the target's and the verifier's answers, <mu_t, mu_v> (Xue et al. 2025)."""
     check_answers(answers, "answers", 1), check_answers(verifier_answers, "verifier_answers", 1)
     return kernel_mean_inner(answers, verifier_answers, similarity)

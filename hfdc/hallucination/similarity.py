@@ -58,7 +58,8 @@ class EmbeddingSimilarity:
         """Unit-norm embeddings, one row per text."""
         if not texts:
             return np.zeros((0, 1))
-        emb = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True)
+        emb = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                normalize_embeddings=True)
         return np.asarray(emb, dtype=np.float64)
 
     def __call__(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:

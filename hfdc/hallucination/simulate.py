@@ -74,7 +74,8 @@ class SimulatedWorld:
         rho = params.verifier_correlation
         verifier_correct = rho * self.propensity + (1 - rho) * own
         shared = rng.random(n_questions) < params.verifier_shared_errors
-        verifier_wrong = np.where(shared[:, None], target_wrong, rng.dirichlet(np.full(k, params.verifier_concentration), n_questions))
+        own_wrong = rng.dirichlet(np.full(k, params.verifier_concentration), n_questions)
+        verifier_wrong = np.where(shared[:, None], target_wrong, own_wrong)
         self.verifier_probs = np.hstack([verifier_correct[:, None], (1 - verifier_correct)[:, None] * verifier_wrong])
         if params.verifier_mode == "copy":
             self.verifier_probs = self.target_probs
@@ -89,7 +90,8 @@ class SimulatedWorld:
         return [self.candidates[i][0]]
 
     def sample(self, i: int, role: str, temperature: float, seed: int) -> str:
-        """One answer of ``role`` ("target" or "verifier") to question i, deterministic in (world seed, seed, i, role)."""
+        """One answer of ``role`` ("target" or "verifier") to question i, deterministic in (seed of the world,
+        ``seed``, i, role)."""
         rng = np.random.default_rng([self.seed, seed, i, 0 if role == "target" else 1])
         if role == "verifier" and self.params.verifier_mode == "unrelated":
             return f"no idea {rng.integers(10**9)}"
@@ -118,7 +120,9 @@ class SimulatedBackend(Backend):
         text = message_text(job.messages[-1])
         match = _QUESTION_ID.search(text)
         if match is None or int(match.group(1)) >= len(self.world):
-            raise ValueError(f"simulated backend: prompt {text[:80]!r} has no simulated question id [qN] below {len(self.world)}")
+            raise ValueError(
+                f"simulated backend: prompt {text[:80]!r} has no simulated question id [qN] below {len(self.world)}"
+            )
         answer = self.world.sample(int(match.group(1)), self.role, temperature, job.seed)
         return Sample(answer, prompt_tokens=len(text.split()), completion_tokens=len(answer.split()))
 

@@ -4,8 +4,8 @@ Paste an answer and samples (or ask the configured target model), set the verifi
 self-consistency score, whether the question falls in the uncertain band that calls the verifier, the final
 score and a plot. Models come from environment variables (Space secrets), never from the UI:
 
-    HFDC_TARGET    backend spec of the target, e.g. openai:meta-llama/Llama-3.1-8B-Instruct@https://router.huggingface.co/v1
-    HFDC_VERIFIER  backend spec of the verifier, e.g. openai:Qwen/Qwen2.5-72B-Instruct@https://router.huggingface.co/v1
+    HFDC_TARGET    backend spec of the target, e.g. openai:<model>@https://router.huggingface.co/v1
+    HFDC_VERIFIER  backend spec of the verifier, e.g. openai:<another model>@https://router.huggingface.co/v1
     HFDC_API_KEY   key of the endpoints (or OPENAI_API_KEY / HF_TOKEN)
 
 The detector's combiners and thresholds are fitted at start-up on the embedded simulated benchmark (hfdc's
@@ -151,7 +151,8 @@ def score(question: str, answers: list[str], verifier_answers: list[str] | None,
             cross = dict(zip(CROSS_FEATURES, map(float, x_cross[0])))
         else:
             called = False
-            note = " The question is in the uncertain band, but no verifier answers were pasted and no verifier is configured: the score is self-consistency only."
+            note = (" The question is in the uncertain band, but no verifier answers were pasted and no verifier is "
+                    "configured: the score is self-consistency only.")
     elif verifier_answers:
         note = " The question is outside the uncertain band: the pasted verifier answers were not needed."
     verdict = (
@@ -171,7 +172,7 @@ def score(question: str, answers: list[str], verifier_answers: list[str] | None,
 def format_band(det: TwoStageDetector) -> str:
     if det.thresholds is None:
         return "empty (budget 0)"
-    return "[" + ", ".join("-inf" if t == -np.inf else "inf" if t == np.inf else f"{t:.3f}" for t in det.thresholds) + "]"
+    return "[" + ", ".join(f"{t:.3f}" if np.isfinite(t) else str(t) for t in det.thresholds) + "]"
 
 
 def run_backend(role: str, question: str, n: int, sample):
@@ -231,8 +232,8 @@ with gr.Blocks(title="Hallucination detector (hfdc)") as demo:
     with gr.Tabs():
         with gr.Tab("Paste answers"):
             question = gr.Textbox(label="Question", max_lines=3, value=EXAMPLE[0])
-            answers = gr.Textbox(label="Answers (first line: the answer; next lines: samples of the same model)", lines=6,
-                                 value=EXAMPLE[1])
+            answers = gr.Textbox(label="Answers (first line: the answer; next lines: samples of the same model)",
+                                 lines=6, value=EXAMPLE[1])
             verifier_answers = gr.Textbox(label="Verifier answers (optional, one per line)", lines=3, value=EXAMPLE[2])
             detect_button = gr.Button("Detect", variant="primary")
         with gr.Tab("Ask the models"):
