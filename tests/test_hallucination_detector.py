@@ -108,6 +108,7 @@ print(json.dumps({"budget": loaded.budget, "thresholds": loaded.thresholds, "tag
 """
 
 
+@pytest.mark.slow  # a second Python process talks to the local test Hub
 def test_cli_pushes_the_fitted_detector_to_the_hub_and_it_loads_back(hub_server, tmp_path):  # noqa: F811
     import json
 
