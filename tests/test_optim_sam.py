@@ -45,6 +45,7 @@ def test_sam_step_matches_hand_computed_update(adaptive):
 def test_split_form_and_errors():
     w = nn.Parameter(W0.clone())
     opt = SAM(torch.optim.SGD([w], lr=LR), rho=RHO)
+    schedule = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
     with pytest.raises(ValueError, match="backward"):
         opt.perturb()
     with pytest.raises(ValueError, match="perturb"):
@@ -54,6 +55,11 @@ def test_split_form_and_errors():
     quadratic(w).backward()
     opt.step()
     torch.testing.assert_close(w.detach(), hand_sam_step(W0))
+    base = opt.base_optimizer
+    schedule.step()  # a scheduler on SAM drives the base optimizer's learning rate
+    assert base.param_groups[0]["lr"] == pytest.approx(LR / 2)
+    opt.load_state_dict(opt.state_dict())
+    assert opt.param_groups is base.param_groups
     with pytest.raises(ValueError, match="rho"):
         SAM(torch.optim.SGD([w], lr=LR), rho=0)
 

@@ -29,27 +29,13 @@ class SAM(torch.optim.Optimizer):
             raise TypeError(f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}")
         if rho <= 0:
             raise ValueError(f"rho must be > 0 (the neighbourhood radius), got {rho}")
+        super().__init__(base_optimizer.param_groups, base_optimizer.defaults)
         self.base_optimizer = base_optimizer
         self.rho, self.adaptive, self.eps = rho, adaptive, eps
-        # Share groups and state with the base optimizer: schedulers and checkpoints see one set.
-        self.defaults = base_optimizer.defaults
+        # Share groups and state with the base optimizer: LR schedulers and checkpoints see one set.
         self.param_groups = base_optimizer.param_groups
         self.state = base_optimizer.state
-        self._hooks_for_torch()
         self._perturbation: dict[torch.nn.Parameter, torch.Tensor] = {}
-
-    def _hooks_for_torch(self) -> None:
-        # torch.optim.Optimizer.__init__ is skipped on purpose (it would copy the groups); these are the
-        # attributes its methods (zero_grad, step hooks, profiling) read.
-        from collections import OrderedDict
-
-        self._optimizer_step_pre_hooks = OrderedDict()
-        self._optimizer_step_post_hooks = OrderedDict()
-        self._optimizer_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_state_dict_post_hooks = OrderedDict()
-        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_load_state_dict_post_hooks = OrderedDict()
-        self._zero_grad_profile_name = "Optimizer.zero_grad#SAM.zero_grad"
 
     def _scale(self, p: torch.Tensor) -> torch.Tensor | float:
         return p.detach().abs() if self.adaptive else 1.0
