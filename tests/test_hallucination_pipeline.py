@@ -124,3 +124,13 @@ def test_cli_on_a_labelled_qa_folder_with_openai_compatible_endpoints(openai_ser
     assert report["usage"]["target"]["calls"] == 4 * 3 and report["usage"]["target"]["cache_hits"] == 4 * 3
     assert report["usage"]["verifier"]["calls"] == 4 * 2 and report["usage"]["verifier"]["cache_hits"] == 4 * 2
     assert {r["budget"]: r["verifier_questions"] for r in report["budget_sweep"]} == {0.0: 0, 1.0: 4}
+
+
+def test_recipes_parse_into_the_config():
+    from hfdc.cli import parse_config
+    from hfdc.hallucination.config import HallucinationConfig
+
+    real = parse_config(HallucinationConfig, ["--config", "recipes/hallucination/triviaqa_openai.yaml"])
+    assert real.target.startswith("openai:") and real.answers_column == "answer" and real.similarity == "nli"
+    demo = parse_config(HallucinationConfig, ["--config", "recipes/hallucination/demo.yaml", "--budget", "0.3"])
+    assert demo.dataset == "simulated" and demo.budget == 0.3 and demo.budgets[-1] == 1.0
