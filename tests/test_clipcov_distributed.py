@@ -1,5 +1,6 @@
-"""CLIPCov sharded by class across 2 real processes (torchrun, gloo) equals the single-process result."""
+"""CLIPCov across 2 real processes (torchrun, gloo): class-sharded selection equals one process; the CLI shards embeddings."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datasets import Dataset
 
 from hfdc.clipcov import select
 
@@ -46,3 +48,17 @@ def test_two_processes_equal_one(tmp_path):
         assert int(got["processes"]) == 2
         np.testing.assert_array_equal(got["indices"], expected.indices)
         np.testing.assert_array_equal(got["scores"], expected.scores)
+
+
+@pytest.mark.slow
+def test_cli_under_two_processes_shards_embeddings_and_publishes_once(tmp_path):
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hfdc",
+                    "clipcov", "--output_dir", str(out), "--n_train", "40", "--n_validation", "12", "--n_test", "12",
+                    "--prompt_templates", "a {}", "--fraction", "0.25", "--block_size", "4", "--proxy_epochs", "1",
+                    "--num_train_epochs", "1", "--per_device_train_batch_size", "6", "--save_strategy", "no",
+                    "--disable_tqdm", "true", "--use_cpu", "true"], check=True, timeout=240, cwd=str(ROOT))
+    assert len(list((out / "embeddings").glob("clip-embeddings-*.arrow"))) == 2  # one Dataset.shard per process
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["selected_rows"] == 10 and metrics["pool_rows"] == 40
+    assert len(Dataset.load_from_disk(str(out / "subset"))) == 10

@@ -89,19 +89,23 @@ def clip_embeddings(
     from accelerate import PartialState
 
     state = PartialState(cpu=not torch.cuda.is_available())
-    proxy = model_fingerprint(model)
+    key = f"{dataset._fingerprint}-{model_fingerprint(model)}-{image_column}-{caption_column}"
     if state.num_processes == 1 or cache_dir is None:
-        return embed_rows(dataset, model, processor, proxy, image_column, caption_column, batch_size, cache_dir)
-    shards = [dataset.shard(state.num_processes, i, contiguous=True) for i in range(state.num_processes)]
-    embed_rows(shards[state.process_index], model, processor, proxy, image_column, caption_column, batch_size, cache_dir)
+        return embed_rows(dataset, key, model, processor, image_column, caption_column, batch_size, cache_dir)
+    from accelerate.utils import broadcast_object_list
+
+    key = broadcast_object_list([key])[0]  # in-memory datasets get a random fingerprint in each process
+    count = state.num_processes
+    shards = [(dataset.shard(count, i, contiguous=True), f"{key}-shard{i}of{count}") for i in range(count)]
+    embed_rows(*shards[state.process_index], model, processor, image_column, caption_column, batch_size, cache_dir)
     state.wait_for_everyone()
-    return concatenate_datasets([embed_rows(shard, model, processor, proxy, image_column, caption_column, batch_size,
-                                            cache_dir) for shard in shards])
+    return concatenate_datasets([embed_rows(shard, shard_key, model, processor, image_column, caption_column,
+                                            batch_size, cache_dir) for shard, shard_key in shards])
 
 
-def embed_rows(dataset, model, processor, proxy: str, image_column, caption_column, batch_size, cache_dir) -> Dataset:
-    """``Dataset.map`` of the proxy over ``dataset``; cached under ``cache_dir`` by data + proxy fingerprint."""
-    fingerprint = hashlib.sha256(f"{dataset._fingerprint}-{proxy}-{image_column}-{caption_column}".encode()).hexdigest()[:16]
+def embed_rows(dataset, key: str, model, processor, image_column, caption_column, batch_size, cache_dir) -> Dataset:
+    """``Dataset.map`` of the proxy over ``dataset``; cached under ``cache_dir`` as clip-embeddings-<hash(key)>."""
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
     cache_file = None
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
