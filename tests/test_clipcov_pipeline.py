@@ -1,6 +1,7 @@
 """CLIPCov on Datasets: cached proxy embeddings, select_dataset, CLIP training, the CLI end to end."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,13 @@ def test_cli_selects_publishes_and_trains(tmp_path):
     assert (out / "proxy" / "README.md").is_file() and (out / "model" / "config.json").is_file()
     with pytest.raises(ValueError, match="fraction"):
         run_command("clipcov", argv + ["--fraction", "1.5"])
+
+
+@pytest.mark.parametrize("recipe", ["demo", "shapes", "cc3m_vit_b32"])
+def test_recipes_parse(recipe):
+    from hfdc.cli import parse_config
+    from hfdc.clipcov.config import ClipCovConfig
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "clipcov" / f"{recipe}.yaml"
+    config = parse_config(ClipCovConfig, ["--config", str(path), "--output_dir", "unused"])
+    assert config.method == "clipcov" and 0 < config.fraction <= 1 and not config.remove_unused_columns
