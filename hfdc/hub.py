@@ -12,6 +12,8 @@ Every output goes through :func:`push_dataset` or :func:`push_model`. The card i
     datasets     source data sets
     pretty_name  display name (default: the repo or folder name)
     description  free text under the title
+    usage        Python snippet that loads the artifact ("{repo_id}" is replaced by the repo or folder);
+                 default: ``load_dataset`` / ``load_from_disk`` / ``AutoModel.from_pretrained``
     config       dict of the run's configuration (e.g. ``dataclasses.asdict(config)``); secrets are redacted
     figures      dict name -> measured number or text
 
@@ -32,9 +34,9 @@ logger = logging.getLogger(__name__)
 
 CARD_KEYS = (
     "template", "method", "paper", "arxiv", "license", "tags", "base_model", "datasets", "pretty_name",
-    "description", "config", "figures",
+    "description", "usage", "config", "figures",
 )
-SECRET_KEY = re.compile(r"token|secret|password|api_key|apikey", re.IGNORECASE)
+SECRET_KEY = re.compile(r"(^|_)(token|secret|password|api_?key)$", re.IGNORECASE)  # hub_token, not max_new_tokens
 REDACTED = "<redacted>"
 DEFAULT_LICENSE = "apache-2.0"
 
@@ -68,7 +70,7 @@ def _check_card(card: dict) -> dict:
             not isinstance(card[key], (list, tuple)) or not all(isinstance(v, str) for v in card[key])
         ):
             raise TypeError(f"card[{key!r}] must be a list of strings, got {card[key]!r}.")
-    for key in ("template", "method", "paper", "arxiv", "license", "base_model", "pretty_name", "description"):
+    for key in ("template", "method", "paper", "arxiv", "license", "base_model", "pretty_name", "description", "usage"):
         if card.get(key) is not None and not isinstance(card[key], str):
             raise TypeError(f"card[{key!r}] must be a string, got {type(card[key]).__name__}.")
     for key in ("config", "figures"):
@@ -110,6 +112,7 @@ def render_card(kind: str, card: dict | None, name: str, local: bool = False) ->
         description=card.get("description") or "",
         repo_id=name,
         local=local,
+        usage=card["usage"].replace("{repo_id}", name) if card.get("usage") else None,
         config_yaml=yaml.safe_dump(config, sort_keys=False) if config else "{}\n",
         figures=card.get("figures") or {},
     )

@@ -43,6 +43,14 @@ def test_render_card_bad_input():
         hub.render_card("dataset", {"template": "nope"}, "x")
 
 
+def test_card_usage_snippet_and_redaction_of_secret_keys_only():
+    card = {"usage": 'load("{repo_id}")', "config": {"hub_token": "hf_x", "api_key": "k", "max_new_tokens": 64}}
+    text = hub.render_card("model", card, "me/detector")
+    assert 'load("me/detector")' in text and "AutoModel" not in text
+    assert "hub_token: <redacted>" in text and "api_key: <redacted>" in text and "max_new_tokens: 64" in text
+    assert "hf_x" not in text
+
+
 def test_push_without_repo_saves_locally(tmp_path):
     datasets = pytest.importorskip("datasets")
     data = datasets.Dataset.from_dict({"x": [1, 2, 3]})

@@ -96,9 +96,9 @@ def run(config: HallucinationConfig) -> dict:
         "description": (
             f"Two-stage hallucination detector: a logistic combiner over the self-consistency features "
             f"{list(SELF_FEATURES)} scores every question; questions whose score falls in [tau_low, tau_high] = "
-            f"{detector.thresholds} call the verifier and are rescored with self + cross-consistency features. "
-            "Load with `hfdc.hallucination.TwoStageDetector.from_pretrained(<repo or folder>)`."
+            f"{detector.thresholds} call the verifier and are rescored with self + cross-consistency features."
         ),
+        "usage": 'from hfdc.hallucination import TwoStageDetector\n\ndetector = TwoStageDetector.from_pretrained("{repo_id}")',
         "config": dataclasses.asdict(config), "figures": figures,
     })
     usage = {"target": dataclasses.asdict(target.usage), "verifier": dataclasses.asdict(verifier.usage)}
