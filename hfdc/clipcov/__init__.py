@@ -2,9 +2,14 @@
 
 Joshi, Jain, Payani, Mirzasoleiman, "Data-Efficient Contrastive Language-Image Pretraining:
 Prioritizing Data Quality over Quantity", AISTATS 2024, arXiv 2403.12267.
+
+``select`` works on embedding arrays; ``select_dataset`` on a Dataset of (image, caption) rows or of
+precomputed embeddings; ``baselines`` holds random, CLIP-score and SemDeDup behind the same interface.
 """
 
 from hfdc.clipcov import baselines
+from hfdc.clipcov.dataset import select_dataset
+from hfdc.clipcov.embed import clip_embeddings
 from hfdc.clipcov.selection import SelectionResult, latent_classes, select
 
-__all__ = ["SelectionResult", "baselines", "latent_classes", "select"]
+__all__ = ["SelectionResult", "baselines", "clip_embeddings", "latent_classes", "select", "select_dataset"]

@@ -22,6 +22,8 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 def thresholded_(similarity: torch.Tensor, threshold: float | None) -> torch.Tensor:
     """In place: similarities below ``threshold`` set to 0 (``None`` keeps them all)."""
+    if threshold == 0:
+        return similarity.clamp_min_(0.0)
     if threshold is not None:
         similarity.masked_fill_(similarity < threshold, 0.0)
     return similarity
@@ -77,17 +79,21 @@ def penalty_term(
 
     ``reduction`` "max" takes the most confusable other class, "mean" averages over them (the sum scaled
     by 1/(number of other classes), which keeps the term on the scale of a cosine). Classes that are
-    not ``present`` (no members) have no centroid and are skipped; with no other class the penalty is 0.
+    not ``present`` (no members; their centroid rows are zero) are skipped; with no other class the penalty is 0.
     """
-    others = present.clone()
-    others[class_id] = False
-    count = int(others.sum())
+    count = int(present.sum()) - int(present[class_id])
     if count == 0:
         return torch.zeros(image.shape[0])
     if reduction == "mean":
-        return (image @ text_centroids[others].sum(0) + text @ image_centroids[others].sum(0)) / count
+        other_text = text_centroids.sum(0) - text_centroids[class_id]
+        other_image = image_centroids.sum(0) - image_centroids[class_id]
+        return (image @ other_text + text @ other_image) / count
     if reduction == "max":
-        return (image @ text_centroids[others].T).amax(1) + (text @ image_centroids[others].T).amax(1)
+        skip = ~present
+        skip[class_id] = True
+        image_text = (image @ text_centroids.T).masked_fill_(skip, -torch.inf).amax(1)
+        text_image = (text @ image_centroids.T).masked_fill_(skip, -torch.inf).amax(1)
+        return image_text + text_image
     raise ValueError(f"penalty must be one of {PENALTIES}, got {reduction!r}")
 
 

@@ -107,21 +107,21 @@ def check_labels(labels, size: int, num_classes: int | None) -> tuple[np.ndarray
 
 
 class ClassPartition:
-    """Row indices grouped by class, and each class's normalised image / caption centroid."""
+    """Row indices grouped by class, and each class's normalised image / caption centroid (zero if empty)."""
 
-    def __init__(self, image: torch.Tensor, text: torch.Tensor, labels: np.ndarray, num_classes: int):
+    def __init__(self, image: torch.Tensor, text: torch.Tensor, labels: np.ndarray, num_classes: int,
+                 chunk_rows: int = 65536):
         self.labels = labels
         self.order = np.argsort(labels, kind="stable")
         self.sizes = np.bincount(labels, minlength=num_classes)
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)])
         self.present = torch.from_numpy(self.sizes > 0)
-        dim = image.shape[1]
-        self.image_centroids = torch.zeros(num_classes, dim)
-        self.text_centroids = torch.zeros(num_classes, dim)
-        for c in np.flatnonzero(self.sizes):
-            rows = torch.from_numpy(self.members(c))
-            self.image_centroids[c] = normalize(image[rows]).mean(0)
-            self.text_centroids[c] = normalize(text[rows]).mean(0)
+        self.image_centroids = torch.zeros(num_classes, image.shape[1])
+        self.text_centroids = torch.zeros(num_classes, image.shape[1])
+        for start in range(0, len(labels), chunk_rows):  # contiguous chunks: no gather over the data
+            index = torch.from_numpy(labels[start:start + chunk_rows])
+            self.image_centroids.index_add_(0, index, normalize(image[start:start + chunk_rows]))
+            self.text_centroids.index_add_(0, index, normalize(text[start:start + chunk_rows]))
         self.image_centroids = normalize(self.image_centroids)
         self.text_centroids = normalize(self.text_centroids)
 
