@@ -14,7 +14,7 @@ from hfdc.tada.augment import augment, with_synthetic
 from hfdc.tada.config import TadaConfig
 from hfdc.tada.generators import PipelineGenerator, UNetGenerator
 from hfdc.useful.discovery import SlowLearnable
-from hfdc.useful.train import accuracy, build_model, discover, load_data, make_trainer
+from hfdc.useful.train import accuracy, build_model, discover, load_data, make_trainer, set_cpu_threads
 from hfdc.useful.upsample import random_indices
 
 logger = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ class TadaResult:
 def train_tada(config: TadaConfig, data: DatasetDict | None = None, generator=None) -> TadaResult:
     """Run the whole recipe on ``data`` (default: :func:`hfdc.useful.train.load_data`) with ``generator`` (an object
     with ``generate``; default: :func:`build_generator`)."""
+    set_cpu_threads(config)
     data = load_data(config) if data is None else data
     train = data["train"]
     slow, indices = rows_to_augment(config, train)

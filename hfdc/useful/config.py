@@ -51,6 +51,9 @@ class DiscoveryConfig(TrainingArguments):
     sam_rho: float = field(default=0.0, metadata={"help": "SAM neighbourhood radius rho; 0 trains with the plain optimizer (args.optim)."})
     sam_adaptive: bool = field(default=False, metadata={"help": "Use ASAM (weight-scaled neighbourhood) instead of SAM when sam_rho > 0."})
     repo_id: str | None = field(default=None, metadata={"help": "Hub repo id to push the retrained model to; unset saves locally only."})
+    cpu_threads: int = field(
+        default=0, metadata={"help": "torch intra-op CPU threads for the run (1 is fastest for the tiny CPU models on busy machines); 0 = torch default."}
+    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: the data transform already yields only model inputs and labels."}
     )

@@ -23,6 +23,14 @@ from hfdc.useful.upsample import random_indices, upsample
 logger = logging.getLogger(__name__)
 
 
+def set_cpu_threads(config: DiscoveryConfig) -> None:
+    """Apply ``config.cpu_threads`` (torch intra-op threads) when it is set."""
+    if config.cpu_threads < 0:
+        raise ValueError(f"cpu_threads must be >= 0 (0 = torch default), got {config.cpu_threads}")
+    if config.cpu_threads:
+        torch.set_num_threads(config.cpu_threads)
+
+
 def load_data(config: DiscoveryConfig) -> DatasetDict:
     """The embedded data set ``config.dataset`` or ``datasets.load_dataset(config.dataset, **dataset_params)``, with
     ``image_column`` / ``label_column`` renamed to image / label; it must have train and test splits."""
@@ -118,6 +126,7 @@ def select_rows(config: UsefulConfig, train: Dataset) -> tuple[SlowLearnable | N
 
 def train_useful(config: UsefulConfig, data: DatasetDict | None = None) -> UsefulResult:
     """Run the whole recipe on ``data`` (default: :func:`load_data`)."""
+    set_cpu_threads(config)
     data = load_data(config) if data is None else data
     slow, selected = select_rows(config, data["train"])
     train = upsample(data["train"], selected, config.upsample_factor) if selected else data["train"]
