@@ -12,9 +12,11 @@ from hfdc.tada.train import TADA_PAPER, train_tada
 
 
 def run(config: TadaConfig) -> Path:
-    """Discover, augment, retrain; write synthetic_dataset/ and model/ (with cards) under output_dir."""
+    """Discover, augment, retrain; write synthetic_dataset/ and model/ (with cards) under output_dir (main process)."""
     result = train_tada(config)
     out = Path(config.output_dir)
+    if not result.trainer.is_world_process_zero():
+        return out / "model"
     settings = {k: v for k, v in dataclasses.asdict(config).items() if not k.startswith("_")}
     common = {"method": "tada", "paper": TADA_PAPER, "arxiv": "2505.21574", "datasets": [f"hfdc/{config.dataset}"], "config": settings}
     what = f"{len(result.augmented)} {config.augment} rows x{config.images_per_example} SDEdit variants (strength {config.strength}, {config.generator})"

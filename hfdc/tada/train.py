@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from accelerate import PartialState
 from datasets import Dataset, DatasetDict
 from transformers import Trainer
 
@@ -24,7 +25,8 @@ DDPM_PAPER = "Denoising Diffusion Probabilistic Models"
 
 
 def train_or_load_ddpm(config: TadaConfig, train: Dataset):
-    """The DDPM of ``output_dir/ddpm`` if it is there, else train one (resumable) and save/push it with a card."""
+    """The DDPM of ``output_dir/ddpm`` if it is there, else train one (resumable; every process joins) and save/push it
+    with a card (main process)."""
     from diffusers import DDPMScheduler, UNet2DModel
 
     from hfdc.hub import push_model
@@ -40,6 +42,8 @@ def train_or_load_ddpm(config: TadaConfig, train: Dataset):
         batch_size=config.ddpm_batch_size, learning_rate=config.ddpm_learning_rate, seed=config.seed,
         checkpoint_dir=Path(config.output_dir) / "ddpm_checkpoints", cpu=config.use_cpu,
     )
+    if not PartialState().is_main_process:
+        return unet, scheduler
     folder.mkdir(parents=True, exist_ok=True)
     scheduler.save_pretrained(str(folder))
     card = {
@@ -109,6 +113,7 @@ def train_tada(config: TadaConfig, data: DatasetDict | None = None, generator=No
     """Run the whole recipe on ``data`` (default: :func:`hfdc.useful.train.load_data`) with ``generator`` (an object
     with ``generate``; default: :func:`build_generator`)."""
     set_cpu_threads(config)
+    _ = config.device  # builds the (distributed) process state from the training arguments before anything uses it
     data = load_data(config) if data is None else data
     train = data["train"]
     slow, indices = rows_to_augment(config, train)
@@ -116,14 +121,15 @@ def train_tada(config: TadaConfig, data: DatasetDict | None = None, generator=No
         generator = build_generator(config, train)
     settings = {k: getattr(config, k) for k in ("generator", "strength", "num_inference_steps", "guidance_scale", "prompt_template", "images_per_example")}
     start = time.perf_counter()
-    synthetic = augment(train, indices, generator, Path(config.output_dir) / "synthetic" / config.augment, batch_size=config.generation_batch_size,
-                        shard_size=config.shard_size, seed=config.seed, settings=settings)
+    with PartialState().main_process_first():  # the main process generates; the others then find every shard done
+        synthetic = augment(train, indices, generator, Path(config.output_dir) / "synthetic" / config.augment, batch_size=config.generation_batch_size,
+                            shard_size=config.shard_size, seed=config.seed, settings=settings)
     generation_seconds = time.perf_counter() - start
     augmented = with_synthetic(train, synthetic)
     trainer = make_trainer(config, build_model(config, train), augmented, config.output_dir)
     trainer.train()
     metrics = {f"test_{k}": v for k, v in accuracy(trainer, data["test"]).items()}
     metrics.update(augmented_examples=len(indices), generated_images=len(synthetic), generation_seconds=round(generation_seconds, 2),
-                   train_rows=len(augmented))
+                   train_rows=len(augmented), processes=trainer.args.world_size)
     logger.info("TADA (%s): %s", config.augment, metrics)
     return TadaResult(trainer, slow, indices, synthetic, augmented, metrics)

@@ -14,9 +14,12 @@ PAPER = "Changing the Training Data Distribution to Reduce Simplicity Bias Impro
 
 
 def run(config: UsefulConfig) -> Path:
-    """Train t epochs, discover, upsample, retrain; write model/ (weights, selection.json, README.md) under output_dir."""
+    """Train t epochs, discover, upsample, retrain; write model/ (weights, selection.json, README.md) under output_dir
+    (the main process writes; every process trains)."""
     result = train_useful(config)
     folder = Path(config.output_dir) / "model"
+    if not result.trainer.is_world_process_zero():
+        return folder
     folder.mkdir(parents=True, exist_ok=True)
     selection = {"selection": config.selection, "indices": result.selected, "metrics": result.metrics}
     if result.slow is not None:

@@ -133,6 +133,6 @@ def train_useful(config: UsefulConfig, data: DatasetDict | None = None) -> Usefu
     trainer = make_trainer(config, build_model(config, data["train"]), train, config.output_dir)
     trainer.train()
     metrics = {f"test_{k}": v for k, v in accuracy(trainer, data["test"]).items()}
-    metrics.update(num_selected=len(selected), train_rows=len(train))
+    metrics.update(num_selected=len(selected), train_rows=len(train), processes=trainer.args.world_size)
     logger.info("USEFUL (%s): %s", config.selection, metrics)
     return UsefulResult(trainer, slow, selected, train, metrics)
