@@ -108,6 +108,8 @@ def test_cli_selects_publishes_and_trains(tmp_path):
     assert "clipcov" in card and "2403.12267" in card and "budget_fraction" in card
     assert "selected_in_class_circle" in card and str(out / "proxy") in card  # proxy model named in the card
     assert (out / "proxy" / "README.md").is_file() and (out / "model" / "config.json").is_file()
+    counts = json.loads((out / "per_class_counts.json").read_text())
+    assert sum(counts.values()) == 15 and counts["circle"] == metrics["selected_in_class_circle"]
     with pytest.raises(ValueError, match="fraction"):
         run_command("clipcov", argv + ["--fraction", "1.5"])
 

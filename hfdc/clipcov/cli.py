@@ -24,12 +24,15 @@ logger = logging.getLogger(__name__)
 
 PAPER = "Data-Efficient Contrastive Language-Image Pretraining: Prioritizing Data Quality over Quantity"
 ARXIV = "2403.12267"
+MAX_CLASSES_IN_CARD = 50  # more classes: the card gets min / median / max, per_class_counts.json has all
 
 
 def load_splits(config: ClipCovConfig):
     """(pool to select from, proxy training split or None, labelled evaluation split or None)."""
     import datasets
 
+    if config.data != "shapes" and config.proxy_model is None:
+        raise ValueError(f"data={config.data!r} needs proxy_model= (a pretrained CLIP, e.g. openai/clip-vit-base-patch32)")
     if config.data == "shapes":
         import hfdc.data
 
@@ -39,8 +42,6 @@ def load_splits(config: ClipCovConfig):
         return splits["train"], proxy, splits["test"]
     pool = datasets.load_dataset(config.data, data_files=config.data_files, split=config.data_split)
     evaluation = datasets.load_dataset(config.eval_data, split=config.eval_split) if config.eval_data else None
-    if config.proxy_model is None:
-        raise ValueError(f"data={config.data!r} needs proxy_model= (a pretrained CLIP, e.g. openai/clip-vit-base-patch32)")
     return pool, None, evaluation
 
 
@@ -103,8 +104,14 @@ def selection_card(config, result, subset, proxy_name, class_names) -> dict:
     if "is_noisy" in subset.column_names:
         figures["noisy_caption_fraction_selected"] = round(float(np.mean(subset["is_noisy"])), 4)
     names = class_names or []
-    for c, count in result.per_class.items():
-        figures[f"selected_in_class_{names[c] if c < len(names) else c}"] = count
+    counts = {names[c] if c < len(names) else str(c): n for c, n in result.per_class.items()}
+    if len(counts) <= MAX_CLASSES_IN_CARD:
+        figures.update({f"selected_in_class_{name}": n for name, n in counts.items()})
+    elif counts:
+        values = np.array(list(counts.values()))
+        figures.update({"classes": len(values), "selected_per_class_min": int(values.min()),
+                        "selected_per_class_median": float(np.median(values)),
+                        "selected_per_class_max": int(values.max())})
     return {
         "method": "clipcov", "paper": PAPER, "arxiv": ARXIV, "base_model": proxy_name, "datasets": [config.data],
         "tags": ["subset-selection", "clip", config.method],
@@ -117,6 +124,7 @@ def selection_card(config, result, subset, proxy_name, class_names) -> dict:
 
 
 def method_kwargs(config: ClipCovConfig) -> dict:
+    """The config fields that the chosen selection method takes."""
     if config.method == "clipcov":
         return {"threshold": config.threshold, "block_size": config.block_size, "penalty": config.penalty}
     if config.method == "semdedup":
@@ -152,6 +160,9 @@ def run(config: ClipCovConfig) -> dict:
                 model, model_processor, evaluation, class_names, config.prompt_templates, config.image_column,
                 config.label_column), 4)
     if main_state().is_main_process:
+        (out / "per_class_counts.json").write_text(json.dumps(
+            {(class_names[c] if class_names and c < len(class_names) else str(c)): n
+             for c, n in result.per_class.items()}, indent=2) + "\n")
         push_dataset(subset, repo_id=config.repo_id, output_dir=out / "subset", card=card)
         if model is not None:
             folder = push_model(model, output_dir=out / "model", card={
