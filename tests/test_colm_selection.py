@@ -91,3 +91,12 @@ def test_matching_error_and_selection_beats_random_on_clusters():
     feats = torch.cat([c + 0.05 * torch.randn(8, 8, generator=gen) for c in centres]) + 3
     chosen = select_small_batch(feats, torch.zeros(32, dtype=torch.long), budget=4, similarity="l1")
     assert matching_error(feats, chosen.indices, chosen.weights) < 0.02
+
+
+def test_chunked_features_equal_whole_batch_features():
+    model = tiny("llama").double()  # float64: batch-shape rounding would otherwise show through the 1/(2 eps)
+    block = find_parameter_block(model, "v_proj")
+    inputs = _inputs(batch=6)
+    whole = zeroth_order_features(model, block, inputs, seed=2)
+    chunked = zeroth_order_features(model, block, inputs, seed=2, chunk_size=4)
+    assert torch.allclose(whole, chunked, rtol=1e-6, atol=1e-9)

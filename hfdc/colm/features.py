@@ -50,8 +50,11 @@ def zeroth_order_features(
     eps: float = 1e-3,
     seed: int = 0,
     directions: int = 1,
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
-    """[B, D] features g_i (see module docstring); D is the block's size. Runs the model in eval mode."""
+    """[B, D] features g_i (see module docstring); D is the block's size. Runs the model in eval mode, on
+    ``chunk_size`` examples at a time (all at once when None) so the forward passes of a large batch need no
+    more activation memory than the small batch's."""
     params = [p for _, p in block]
     dim = sum(p.numel() for p in params)
     generator = torch.Generator().manual_seed(seed)
@@ -63,15 +66,22 @@ def zeroth_order_features(
         for _ in range(directions):
             z = torch.randn(dim, generator=generator).to(params[0].device, dtype)
             _perturb(params, z, eps)
-            plus = per_example_loss(model, inputs)
+            plus = _chunked_loss(model, inputs, chunk_size)
             _perturb(params, z, -2 * eps)
-            minus = per_example_loss(model, inputs)
+            minus = _chunked_loss(model, inputs, chunk_size)
             _perturb(params, z, eps)
             g = ((plus - minus) / (2 * eps))[:, None] * z[None, :]
             features = g if features is None else features + g
     finally:
         model.train(was_training)
     return features / directions
+
+
+def _chunked_loss(model: torch.nn.Module, inputs: dict, chunk_size: int | None) -> torch.Tensor:
+    size = len(inputs["labels"])
+    step = chunk_size or size
+    return torch.cat([per_example_loss(model, {k: v[i : i + step] for k, v in inputs.items()})
+                      for i in range(0, size, step)])
 
 
 def _perturb(params: list[torch.nn.Parameter], z: torch.Tensor, scale: float) -> None:

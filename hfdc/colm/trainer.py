@@ -108,7 +108,8 @@ class ColmTrainer(Trainer):
         sources = inputs.pop(SOURCE_KEY)
         start = time.perf_counter()
         raw = zeroth_order_features(self.accelerator.unwrap_model(self.model), self.block, inputs, args.zo_eps,
-                                    seed=args.seed * 1_000_003 + self.moments.step, directions=args.zo_directions)
+                                    seed=args.seed * 1_000_003 + self.moments.step, directions=args.zo_directions,
+                                    chunk_size=args.per_device_train_batch_size)
         world = self.accelerator.num_processes
         if world > 1:
             raw, sources = self.accelerator.gather(raw), self.accelerator.gather(sources)
@@ -117,7 +118,7 @@ class ColmTrainer(Trainer):
             features, m, v = self.moments.normalise(raw)
         else:
             features, m, v = raw, raw, raw * raw
-        budget = args.per_device_train_batch_size * world
+        budget = min(args.per_device_train_batch_size * world, len(features))  # a short last batch trains fewer
         keep = tuple(self.sources.index(s) for s in args.keep_sources)
         choice = [None]
         if self.accelerator.is_main_process:
