@@ -129,8 +129,8 @@ def test_ddpm_training_lowers_denoising_loss(tmp_path, digits):
 
     unet = build_unet(train, block_out_channels=(8, 16), attention_head_dim=4)
     before = loss(unet)
-    unet, _ = train_ddpm(unet, train, epochs=6, batch_size=16, learning_rate=3e-3, warmup_steps=5, checkpoint_dir=tmp_path / "ck", cpu=True)
-    assert loss(unet) < 0.7 * before
+    unet, _, losses = train_ddpm(unet, train, epochs=6, batch_size=16, learning_rate=3e-3, warmup_steps=5, checkpoint_dir=tmp_path / "ck", cpu=True)
+    assert loss(unet) < 0.7 * before and len(losses) == 6 and losses[-1] < losses[0]
     assert (tmp_path / "ck" / "epoch.txt").read_text() == "6"
 
 

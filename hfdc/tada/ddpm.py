@@ -35,7 +35,10 @@ def build_unet(train: Dataset, conditional: bool = True, seed: int = 0, **overri
 
 def train_ddpm(unet, train: Dataset, epochs: int = 50, batch_size: int = 64, learning_rate: float = 1e-3, warmup_steps: int = 50,
                num_train_timesteps: int = 1000, seed: int = 0, checkpoint_dir: str | Path | None = None, cpu: bool = False):
-    """Train ``unet`` as a DDPM noise predictor on ``train``'s images (and labels); returns (unet, DDPMScheduler)."""
+    """Train ``unet`` as a DDPM noise predictor on ``train``'s images (and labels).
+
+    Returns (unet, DDPMScheduler, mean training loss of every epoch run now).
+    """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from diffusers import DDPMScheduler
@@ -65,6 +68,7 @@ def train_ddpm(unet, train: Dataset, epochs: int = 50, batch_size: int = 64, lea
         first_epoch = int((checkpoints / "epoch.txt").read_text())
         logger.info("resuming DDPM training at epoch %d from %s", first_epoch, checkpoints)
     progress = tqdm(range(first_epoch, epochs), desc="DDPM epochs", disable=not accelerator.is_local_main_process)
+    epoch_losses = []
     for epoch in progress:
         total = 0.0
         for batch in loader:
@@ -81,11 +85,10 @@ def train_ddpm(unet, train: Dataset, epochs: int = 50, batch_size: int = 64, lea
                 lr_schedule.step()
                 optimizer.zero_grad()
             total += loss.item()
-        progress.set_postfix(loss=total / len(loader))
+        epoch_losses.append(total / len(loader))
+        progress.set_postfix(loss=epoch_losses[-1])
         if checkpoints is not None:
             accelerator.save_state(str(checkpoints))
             if accelerator.is_main_process:
                 (checkpoints / "epoch.txt").write_text(str(epoch + 1))
-    unet = accelerator.unwrap_model(unet).eval()
-    unet.final_loss = total / len(loader) if epochs > first_epoch else None
-    return unet, scheduler
+    return accelerator.unwrap_model(unet).eval(), scheduler, epoch_losses

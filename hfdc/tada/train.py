@@ -15,7 +15,7 @@ from hfdc.tada.augment import augment, with_synthetic
 from hfdc.tada.config import TadaConfig
 from hfdc.tada.generators import PipelineGenerator, UNetGenerator
 from hfdc.useful.discovery import SlowLearnable
-from hfdc.useful.train import accuracy, build_model, discover, load_data, make_trainer, set_cpu_threads
+from hfdc.useful.train import accuracy, build_model, dataset_ref, discover, load_data, make_trainer, set_cpu_threads
 from hfdc.useful.upsample import random_indices
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def train_or_load_ddpm(config: TadaConfig, train: Dataset):
         logger.info("using the DDPM already trained in %s", folder)
         return UNet2DModel.from_pretrained(str(folder)), DDPMScheduler.from_pretrained(str(folder))
     start = time.perf_counter()
-    unet, scheduler = train_ddpm(
+    unet, scheduler, losses = train_ddpm(
         build_unet(train, conditional=config.ddpm_conditional, seed=config.seed), train, epochs=config.ddpm_epochs,
         batch_size=config.ddpm_batch_size, learning_rate=config.ddpm_learning_rate, seed=config.seed,
         checkpoint_dir=Path(config.output_dir) / "ddpm_checkpoints", cpu=config.use_cpu,
@@ -47,12 +47,12 @@ def train_or_load_ddpm(config: TadaConfig, train: Dataset):
     folder.mkdir(parents=True, exist_ok=True)
     scheduler.save_pretrained(str(folder))
     card = {
-        "method": "tada", "paper": DDPM_PAPER, "arxiv": "2006.11239", "datasets": [f"hfdc/{config.dataset}"],
+        "method": "tada", "paper": DDPM_PAPER, "arxiv": "2006.11239", "datasets": [dataset_ref(config)],
         "tags": ["diffusers", "ddpm", "unconditional-image-generation" if not config.ddpm_conditional else "class-conditional"],
         "description": f"Small {'class-conditional ' if config.ddpm_conditional else ''}UNet2DModel DDPM trained on {config.dataset} "
                        "as the SDEdit generator of TADA (arXiv 2505.21574).",
         "config": {"epochs": config.ddpm_epochs, "batch_size": config.ddpm_batch_size, "learning_rate": config.ddpm_learning_rate, "seed": config.seed},
-        "figures": {"final_train_loss": round(unet.final_loss, 4) if unet.final_loss is not None else "resumed", "training_seconds": round(time.perf_counter() - start, 1)},
+        "figures": {"final_train_loss": round(losses[-1], 4) if losses else "resumed", "training_seconds": round(time.perf_counter() - start, 1)},
     }
     push_model(unet, repo_id=config.ddpm_repo_id, output_dir=folder, card=card)
     return unet, scheduler

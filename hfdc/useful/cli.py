@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hfdc.hub import push_model
 from hfdc.useful.config import UsefulConfig
-from hfdc.useful.train import train_useful
+from hfdc.useful.train import dataset_ref, train_useful
 
 PAPER = "Changing the Training Data Distribution to Reduce Simplicity Bias Improves In-distribution Generalization"
 
@@ -29,7 +29,7 @@ def run(config: UsefulConfig) -> Path:
         "method": "useful",
         "paper": PAPER,
         "arxiv": "2404.17768",
-        "datasets": [f"hfdc/{config.dataset}"],
+        "datasets": [dataset_ref(config)],
         "description": (
             f"{config.model} retrained after upsampling {len(result.selected)} {config.selection} rows x{config.upsample_factor}"
             + (f" (slow-learnable at epoch {result.slow.epoch}, {config.partition})" if result.slow else "")

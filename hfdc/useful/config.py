@@ -71,6 +71,8 @@ class DiscoveryConfig(TrainingArguments):
                 f"separation_epoch={self.separation_epoch} is beyond the training length num_train_epochs={self.num_train_epochs}; "
                 "USEFUL separates at about 5-10% of the budget"
             )
+        if self.cpu_threads < 0:
+            raise ValueError(f"cpu_threads must be >= 0 (0 = torch default), got {self.cpu_threads}")
         if self.sam_rho < 0:
             raise ValueError(f"sam_rho must be >= 0, got {self.sam_rho}")
         self.dataset_params = parse_json_object("dataset_params", self.dataset_params)

@@ -25,10 +25,15 @@ logger = logging.getLogger(__name__)
 
 def set_cpu_threads(config: DiscoveryConfig) -> None:
     """Apply ``config.cpu_threads`` (torch intra-op threads) when it is set."""
-    if config.cpu_threads < 0:
-        raise ValueError(f"cpu_threads must be >= 0 (0 = torch default), got {config.cpu_threads}")
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
+
+
+def dataset_ref(config: DiscoveryConfig) -> str:
+    """The data set's name for cards: hfdc/<name> for the embedded ones, else the Hub id / loader as given."""
+    import hfdc.data
+
+    return f"hfdc/{config.dataset}" if config.dataset in hfdc.data.DATASETS else config.dataset
 
 
 def load_data(config: DiscoveryConfig) -> DatasetDict:
