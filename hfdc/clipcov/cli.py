@@ -32,7 +32,8 @@ def load_splits(config: ClipCovConfig):
     import datasets
 
     if config.data != "shapes" and config.proxy_model is None:
-        raise ValueError(f"data={config.data!r} needs proxy_model= (a pretrained CLIP, e.g. openai/clip-vit-base-patch32)")
+        raise ValueError(f"data={config.data!r} needs proxy_model= (a pretrained CLIP, "
+                         "e.g. openai/clip-vit-base-patch32)")
     if config.data == "shapes":
         import hfdc.data
 
@@ -136,7 +137,8 @@ def run(config: ClipCovConfig) -> dict:
     """Select, publish and (optionally) train + evaluate; returns the metrics written to metrics.json."""
     out = Path(config.output_dir)
     pool, proxy_data, evaluation = load_splits(config)
-    class_names = config.class_names or class_names_of(evaluation if evaluation is not None else pool, config.label_column)
+    labelled = evaluation if evaluation is not None else pool
+    class_names = config.class_names or class_names_of(labelled, config.label_column)
     if class_names is None and not config.use_labels:
         raise ValueError("class_names are needed for latent classes (or set use_labels with a ClassLabel label_column)")
     proxy, processor, proxy_name = proxy_clip(config, proxy_data, class_names, evaluation, out)
@@ -167,8 +169,9 @@ def run(config: ClipCovConfig) -> dict:
         if model is not None:
             folder = push_model(model, output_dir=out / "model", card={
                 "method": "clipcov", "paper": PAPER, "arxiv": ARXIV, "datasets": [config.data],
-                "description": f"CLIP trained contrastively on the {config.method} subset ({config.fraction:g} of the pool).",
-                "figures": {k: v for k, v in metrics.items() if k in ("zero_shot_accuracy", "train_loss", "selected_rows")},
+                "description": f"CLIP trained contrastively on the {config.method} subset "
+                               f"({config.fraction:g} of the pool).",
+                "figures": {k: metrics[k] for k in ("zero_shot_accuracy", "train_loss", "selected_rows") if k in metrics},
                 "config": {"method": config.method, "fraction": config.fraction, "epochs": config.num_train_epochs,
                            "learning_rate": config.learning_rate, "seed": config.seed},
             })

@@ -79,7 +79,8 @@ def check_embeddings(image_embeds, text_embeds, class_text_embeds=None):
 
 def latent_classes(image_embeds, class_text_embeds, chunk_rows: int = 65536) -> np.ndarray:
     """Zero-shot latent class of each pair: argmax_c cos(img_i, class-name prompt embedding c)."""
-    image, class_text = as_tensor(image_embeds, "image_embeds"), normalize(as_tensor(class_text_embeds, "class_text_embeds"))
+    image = as_tensor(image_embeds, "image_embeds")
+    class_text = normalize(as_tensor(class_text_embeds, "class_text_embeds"))
     labels = np.empty(image.shape[0], dtype=np.int64)
     for start in tqdm(range(0, image.shape[0], chunk_rows), desc="zero-shot classes", leave=False):
         block = normalize(image[start:start + chunk_rows])

@@ -38,7 +38,8 @@ def train_clip(model, processor, dataset: Dataset, args: TrainingArguments, imag
     """
     for role, column in (("image_column", image_column), ("caption_column", caption_column)):
         if column not in dataset.column_names:
-            raise ValueError(f"{role}={column!r} is not a column of the training data; columns are {dataset.column_names}")
+            raise ValueError(f"{role}={column!r} is not a column of the training data; "
+                             f"columns are {dataset.column_names}")
     if args.remove_unused_columns:
         raise ValueError("set remove_unused_columns=False: the collator reads the image and caption columns")
     trainer = Trainer(model=model, args=args, train_dataset=dataset,
