@@ -101,6 +101,10 @@ def test_bad_input(tmp_path):
         config(tmp_path, separation_epoch=-1)
     with pytest.raises(ValueError, match="partition"):
         config(tmp_path, partition="median")
+    with pytest.raises(ValueError, match=r"beyond the training length \(1 epochs\)"):  # max_steps cuts training short
+        from hfdc.useful.train import discover
+
+        discover(config(tmp_path, max_steps=2), hfdc.data.load("feature_patches", **DATA)["train"])
     with pytest.raises(ValueError, match="NaN"):
         find_slow_learnable(torch.tensor([[float("nan"), 0.0]] * 4), torch.tensor([0, 0, 1, 1]))
 

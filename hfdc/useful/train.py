@@ -93,6 +93,11 @@ def discover(config: DiscoveryConfig, train: Dataset) -> SlowLearnable:
     )
     trainer = make_trainer(config, build_model(config, train), train, Path(config.output_dir) / "discovery", [callback])
     trainer.train()
+    if callback.result is None:
+        raise ValueError(
+            f"training stopped at epoch {trainer.state.epoch} before separation_epoch={config.separation_epoch} "
+            "(max_steps or an early-stopping callback?); lower separation_epoch or remove the limit"
+        )
     return callback.result
 
 
