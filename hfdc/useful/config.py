@@ -46,7 +46,10 @@ class DiscoveryConfig(TrainingArguments):
         metadata={"help": "Epoch t at which examples are partitioned (about 5-10%% of the budget); 0 = once training error flattens."},
     )
     flatten_tol: float = field(default=0.01, metadata={"help": "With separation_epoch=0: flattened once the per-epoch train-error drop is below this."})
-    partition: str = field(default="kmeans", metadata={"help": f"How to find slow-learnable examples: {', '.join(METHODS)}."})
+    partition: str = field(
+        default="kmeans",
+        metadata={"help": f"How to find slow-learnable examples: {', '.join(METHODS)} (misclassified + a large upsample_factor is JTT's error set)."},
+    )
     quantile: float = field(default=0.5, metadata={"help": "partition=quantile: per-class loss quantile above which examples count as slow."})
     sam_rho: float = field(default=0.0, metadata={"help": "SAM neighbourhood radius rho; 0 trains with the plain optimizer (args.optim)."})
     sam_adaptive: bool = field(default=False, metadata={"help": "Use ASAM (weight-scaled neighbourhood) instead of SAM when sam_rho > 0."})
