@@ -7,13 +7,16 @@ RSS before it (Linux VmHWM after clear_refs), seconds per step, final validation
 relative gradient-matching error of its selection vs a random small batch of the same size (both logged by
 ColmTrainer on the same features).
 
-    python -m benchmarks.colm [--steps 40] [--seed 0]
+    python -m benchmarks.colm [--steps 40] [--seeds 0 1 2]
+
+Rows give means over seeds (model init, data order, zeroth-order directions), per-seed eval losses too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,18 +82,25 @@ def train_arm(arm: str, steps: int, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--arm", choices=ARMS, help="run one arm in this process and print its row (internal)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--arm", choices=ARMS, help="run one arm with the first seed and print its row (internal)")
     args = parser.parse_args()
     if args.arm:
-        print(json.dumps(train_arm(args.arm, args.steps, args.seed)))
+        print(json.dumps(train_arm(args.arm, args.steps, args.seeds[0])))
         return
     rows = []
     for arm in ARMS:
-        out = subprocess.run([sys.executable, "-m", "benchmarks.colm", "--arm", arm, "--steps", str(args.steps),
-                              "--seed", str(args.seed)], check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-        print(rows[-1], flush=True)
+        runs = []
+        for seed in args.seeds:
+            out = subprocess.run([sys.executable, "-m", "benchmarks.colm", "--arm", arm, "--steps", str(args.steps),
+                                  "--seeds", str(seed)], check=True, capture_output=True, text=True).stdout
+            runs.append(json.loads(out.strip().splitlines()[-1]))
+            print(runs[-1], flush=True)
+        row = dict(runs[0], seeds=args.seeds, final_eval_loss_per_seed=[r["final_eval_loss"] for r in runs])
+        for key, value in runs[0].items():
+            if isinstance(value, float):
+                row[key] = round(statistics.mean(r[key] for r in runs), 4)
+        rows.append(row)
     large = next(r for r in rows if r["arm"] == "large")
     for row in rows:
         row["peak_memory_vs_large"] = round(row["peak_rss_growth_mb"] / large["peak_rss_growth_mb"], 3)
