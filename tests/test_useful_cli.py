@@ -47,3 +47,10 @@ def test_hub_style_data_set_with_renamed_columns(tmp_path):
     assert data["train"].features["label"].names == digits["train"].features["label"].names
     with pytest.raises(ValueError, match="image_column"):
         load_data(UsefulConfig(output_dir=str(tmp_path), dataset="parquet", dataset_params={"data_files": files}, model="convnet"))
+
+
+def test_card_config_keeps_only_changed_fields(tmp_path):
+    from hfdc.useful.config import card_config
+
+    config = UsefulConfig(output_dir=str(tmp_path), learning_rate=0.5, dataset_params={"n_train": 10}, seed=3)
+    assert card_config(config) == {"output_dir": str(tmp_path), "learning_rate": 0.5, "dataset_params": {"n_train": 10}, "seed": 3}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 from hfdc.hub import push_dataset, push_model
 from hfdc.tada.config import TadaConfig
 from hfdc.tada.train import TADA_PAPER, train_tada
+from hfdc.useful.config import card_config
 from hfdc.useful.train import dataset_ref
 
 
@@ -18,8 +18,7 @@ def run(config: TadaConfig) -> Path:
     out = Path(config.output_dir)
     if not result.trainer.is_world_process_zero():
         return out / "model"
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if not k.startswith("_")}
-    common = {"method": "tada", "paper": TADA_PAPER, "arxiv": "2505.21574", "datasets": [dataset_ref(config)], "config": settings}
+    common = {"method": "tada", "paper": TADA_PAPER, "arxiv": "2505.21574", "datasets": [dataset_ref(config)], "config": card_config(config)}
     what = f"{len(result.augmented)} {config.augment} rows x{config.images_per_example} SDEdit variants (strength {config.strength}, {config.generator})"
     push_dataset(
         result.train_dataset, repo_id=f"{config.repo_id}-data" if config.repo_id else None, output_dir=out / "synthetic_dataset",

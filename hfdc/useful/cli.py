@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 from hfdc.hub import push_model
-from hfdc.useful.config import UsefulConfig
+from hfdc.useful.config import UsefulConfig, card_config
 from hfdc.useful.train import dataset_ref, train_useful
 
 PAPER = "Changing the Training Data Distribution to Reduce Simplicity Bias Improves In-distribution Generalization"
@@ -35,7 +34,7 @@ def run(config: UsefulConfig) -> Path:
             + (f" (slow-learnable at epoch {result.slow.epoch}, {config.partition})" if result.slow else "")
             + (f", SAM rho={config.sam_rho}" if config.sam_rho else "") + "."
         ),
-        "config": {k: v for k, v in dataclasses.asdict(config).items() if not k.startswith("_")},
+        "config": card_config(config),
         "figures": result.metrics,
     }
     path = push_model(result.trainer.model, repo_id=config.repo_id, output_dir=folder, card=card)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -24,6 +25,22 @@ def parse_json_object(name: str, value) -> dict:
     if not isinstance(parsed, dict):
         raise ValueError(f"{name} must be a JSON object, got {value!r}")
     return parsed
+
+
+def card_config(config) -> dict:
+    """The fields of ``config`` that differ from their defaults (what a card needs to reproduce the run), plus output_dir."""
+    changed = {"output_dir": config.output_dir}
+    for f in dataclasses.fields(config):
+        if not f.init or f.name.startswith("_"):
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        value = getattr(config, f.name)
+        value = value.value if hasattr(value, "value") else value  # enums -> their strings
+        unset = default in (None, "", "none") and value in (None, False, [], {}, "")
+        same_json = isinstance(default, str) and isinstance(value, dict) and json.loads(default) == value
+        if value != default and not unset and not same_json and isinstance(value, (str, int, float, bool, list, dict, type(None))):
+            changed[f.name] = value
+    return changed
 
 
 @dataclass
