@@ -41,8 +41,8 @@ class SlowLearnableCallback(TrainerCallback):
         self.errors.append(error)
         if len(self.errors) < 2:
             return False
-        started = min(self.errors[:-1]) < self.errors[0] - self.flatten_tol or error < self.errors[0] - self.flatten_tol
-        return started and self.errors[-2] - error < self.flatten_tol
+        started_falling = min(self.errors) < self.errors[0] - self.flatten_tol
+        return started_falling and self.errors[-2] - error < self.flatten_tol
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         if self.result is not None:
