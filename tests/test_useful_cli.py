@@ -54,3 +54,16 @@ def test_card_config_keeps_only_changed_fields(tmp_path):
 
     config = UsefulConfig(output_dir=str(tmp_path), learning_rate=0.5, dataset_params={"n_train": 10}, seed=3)
     assert card_config(config) == {"output_dir": str(tmp_path), "learning_rate": 0.5, "dataset_params": {"n_train": 10}, "seed": 3}
+
+
+def test_cpu_threads_are_restored():
+    import torch
+
+    from hfdc.useful.train import cpu_threads
+
+    before = torch.get_num_threads()
+    with cpu_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with cpu_threads(0):
+        assert torch.get_num_threads() == before

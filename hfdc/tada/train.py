@@ -15,7 +15,7 @@ from hfdc.tada.augment import augment, with_synthetic
 from hfdc.tada.config import TadaConfig
 from hfdc.tada.generators import PipelineGenerator, UNetGenerator
 from hfdc.useful.discovery import SlowLearnable
-from hfdc.useful.train import accuracy, build_model, dataset_ref, discover, load_data, make_trainer, set_cpu_threads
+from hfdc.useful.train import accuracy, build_model, cpu_threads, dataset_ref, discover, load_data, make_trainer
 from hfdc.useful.upsample import random_indices
 
 logger = logging.getLogger(__name__)
@@ -112,23 +112,23 @@ class TadaResult:
 def train_tada(config: TadaConfig, data: DatasetDict | None = None, generator=None) -> TadaResult:
     """Run the whole recipe on ``data`` (default: :func:`hfdc.useful.train.load_data`) with ``generator`` (an object
     with ``generate``; default: :func:`build_generator`)."""
-    set_cpu_threads(config)
     _ = config.device  # builds the (distributed) process state from the training arguments before anything uses it
     data = load_data(config) if data is None else data
-    train = data["train"]
-    slow, indices = rows_to_augment(config, train)
-    if indices and generator is None:
-        generator = build_generator(config, train)
-    settings = {k: getattr(config, k) for k in ("generator", "strength", "num_inference_steps", "guidance_scale", "prompt_template", "images_per_example")}
-    start = time.perf_counter()
-    with PartialState().main_process_first():  # the main process generates; the others then find every shard done
-        synthetic = augment(train, indices, generator, Path(config.output_dir) / "synthetic" / config.augment, batch_size=config.generation_batch_size,
-                            shard_size=config.shard_size, seed=config.seed, settings=settings)
-    generation_seconds = time.perf_counter() - start
-    augmented = with_synthetic(train, synthetic)
-    trainer = make_trainer(config, build_model(config, train), augmented, config.output_dir)
-    trainer.train()
-    metrics = {f"test_{k}": v for k, v in accuracy(trainer, data["test"]).items()}
+    with cpu_threads(config.cpu_threads):
+        train = data["train"]
+        slow, indices = rows_to_augment(config, train)
+        if indices and generator is None:
+            generator = build_generator(config, train)
+        settings = {k: getattr(config, k) for k in ("generator", "strength", "num_inference_steps", "guidance_scale", "prompt_template", "images_per_example")}
+        start = time.perf_counter()
+        with PartialState().main_process_first():  # the main process generates; the others then find every shard done
+            synthetic = augment(train, indices, generator, Path(config.output_dir) / "synthetic" / config.augment, batch_size=config.generation_batch_size,
+                                shard_size=config.shard_size, seed=config.seed, settings=settings)
+        generation_seconds = time.perf_counter() - start
+        augmented = with_synthetic(train, synthetic)
+        trainer = make_trainer(config, build_model(config, train), augmented, config.output_dir)
+        trainer.train()
+        metrics = {f"test_{k}": v for k, v in accuracy(trainer, data["test"]).items()}
     metrics.update(augmented_examples=len(indices), generated_images=len(synthetic), generation_seconds=round(generation_seconds, 2),
                    train_rows=len(augmented), processes=trainer.args.world_size)
     logger.info("TADA (%s): %s", config.augment, metrics)

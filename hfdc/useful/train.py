@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -23,10 +24,16 @@ from hfdc.useful.upsample import random_indices, upsample
 logger = logging.getLogger(__name__)
 
 
-def set_cpu_threads(config: DiscoveryConfig) -> None:
-    """Apply ``config.cpu_threads`` (torch intra-op threads) when it is set."""
-    if config.cpu_threads:
-        torch.set_num_threads(config.cpu_threads)
+@contextlib.contextmanager
+def cpu_threads(threads: int):
+    """Run the block with ``threads`` torch intra-op threads (0 = leave as is); the previous number is restored."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def dataset_ref(config: DiscoveryConfig) -> str:
@@ -136,13 +143,13 @@ def select_rows(config: UsefulConfig, train: Dataset) -> tuple[SlowLearnable | N
 
 def train_useful(config: UsefulConfig, data: DatasetDict | None = None) -> UsefulResult:
     """Run the whole recipe on ``data`` (default: :func:`load_data`)."""
-    set_cpu_threads(config)
     data = load_data(config) if data is None else data
-    slow, selected = select_rows(config, data["train"])
-    train = upsample(data["train"], selected, config.upsample_factor) if selected else data["train"]
-    trainer = make_trainer(config, build_model(config, data["train"]), train, config.output_dir)
-    trainer.train()
-    metrics = {f"test_{k}": v for k, v in accuracy(trainer, data["test"]).items()}
+    with cpu_threads(config.cpu_threads):
+        slow, selected = select_rows(config, data["train"])
+        train = upsample(data["train"], selected, config.upsample_factor) if selected else data["train"]
+        trainer = make_trainer(config, build_model(config, data["train"]), train, config.output_dir)
+        trainer.train()
+        metrics = {f"test_{k}": v for k, v in accuracy(trainer, data["test"]).items()}
     metrics.update(num_selected=len(selected), train_rows=len(train), processes=trainer.args.world_size)
     logger.info("USEFUL (%s): %s", config.selection, metrics)
     return UsefulResult(trainer, slow, selected, train, metrics)
