@@ -87,8 +87,8 @@ def facility_location(
             continue
         sub_w = point_weights[idx] if point_weights is not None else None
         if similarity is not None:
-            sub = similarity[idx][:, idx]
-            store = GainStore(sub, None, sub_w, int(memory_mb * 2**20), symmetric=bool(torch.equal(sub, sub.T)))
+            sub = similarity if len(members) == 1 else similarity[idx][:, idx]
+            store = GainStore(sub, None, sub_w, int(memory_mb * 2**20), symmetric=False)
         else:
             kernel = Kernel(features[idx], metric)
             dense = kernel.n * kernel.n * 4 <= memory_mb * 2**20

@@ -36,7 +36,7 @@ def _distances(rows: torch.Tensor, features: torch.Tensor, metric: str) -> torch
 class Kernel:
     """Similarity rows s[j, :] for candidate indices j, computed on demand from the features.
 
-    For euclidean and l1 the offset ``max_dist`` comes from one pass over all pairs (``set_max_dist``).
+    For euclidean and l1 the offset ``max_dist`` comes from one pass over all pairs (``GainStore.initial_gains``).
     """
 
     def __init__(self, features: torch.Tensor, metric: str):
@@ -55,13 +55,13 @@ class Kernel:
         """Pairwise distances of rows ``idx`` to all points (euclidean / l1 only)."""
         return _distances(self.features[idx], self.features, self.metric)
 
-    def rows(self, idx: torch.Tensor | slice) -> torch.Tensor:
-        """Similarity rows [len(idx), N]."""
+    def rows(self, idx: torch.Tensor | slice, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Similarity rows [len(idx), N], written into ``out`` when given."""
         if self.metric == "cosine":
-            return self.features[idx] @ self.features.T
+            return torch.mm(self.features[idx], self.features.T, out=out)
         if self.max_dist is None:
-            raise RuntimeError("max_dist is unset: call Kernel.set_max_dist first")
-        return torch.sub(self.max_dist, self.distances(idx))
+            raise RuntimeError("max_dist is unset: it comes from a pass over all distances (GainStore.initial_gains)")
+        return torch.sub(self.max_dist, self.distances(idx), out=out)
 
     def dense(self, block_rows: int = 1024) -> torch.Tensor:
         """The whole N x N similarity matrix, filled ``block_rows`` rows at a time (no N x N temporaries)."""

@@ -41,6 +41,7 @@ class GainStore:
         self.block_rows = max(1, block_bytes // (4 * self.n))
         self.max_entries = memory_bytes // ENTRY_BYTES
         self.crow = self.col = self.val = None  # CSR of live entries once compacted
+        self._scratch = None
 
     @property
     def compacted(self) -> bool:
@@ -61,6 +62,22 @@ class GainStore:
             return self.kernel.rows(idx)
         return self.matrix[idx] if self.symmetric else self.matrix[:, idx].T
 
+    def _load_rows(self, idx: torch.Tensor | slice, points: bool) -> torch.Tensor:
+        """A writable copy of s[idx, :] (``points``) or s[:, idx].T (candidates), at most ``block_rows`` rows, in
+        a scratch buffer reused across calls: long block-wise runs then allocate nothing large per step
+        (fresh blocks of varying sizes make glibc's heap grow without bound)."""
+        rows = len(range(self.n)[idx]) if isinstance(idx, slice) else len(idx)
+        if self._scratch is None:
+            self._scratch = torch.empty(self.block_rows, self.n, device=self.device)
+        out = self._scratch[:rows]
+        if self.matrix is None:
+            return self.kernel.rows(idx, out=out)
+        if not (points or self.symmetric):
+            return out.copy_(self.matrix[:, idx].T)
+        if isinstance(idx, slice):
+            return out.copy_(self.matrix[idx])
+        return torch.index_select(self.matrix, 0, idx, out=out)
+
     def _blocks(self):
         return (slice(start, min(self.n, start + self.block_rows)) for start in range(0, self.n, self.block_rows))
 
@@ -80,7 +97,7 @@ class GainStore:
         """Gains of every candidate from scratch (naive greedy), one pass over point blocks (float64)."""
         out = torch.zeros(self.n, dtype=torch.float64, device=self.device)
         for block in self._blocks():
-            contrib = (self.point_rows(block) - cur[block, None]).clamp_(min=0)
+            contrib = self._load_rows(block, points=True).sub_(cur[block, None]).clamp_(min=0)
             out += self.w[block].double() @ contrib.double()
         return out
 
@@ -88,7 +105,7 @@ class GainStore:
         """Gains of candidates ``idx`` from scratch (stochastic greedy's samples), float64."""
         parts = []
         for start in range(0, len(idx), self.block_rows):
-            contrib = (self.columns(idx[start : start + self.block_rows]) - cur).clamp_(min=0)
+            contrib = self._load_rows(idx[start : start + self.block_rows], points=False).sub_(cur).clamp_(min=0)
             parts.append((contrib @ self.w).double())
         return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64, device=self.device)
 
@@ -104,7 +121,7 @@ class GainStore:
         for start in range(0, len(points), self.block_rows):
             chunk = slice(start, start + self.block_rows)
             lo, hi = old[chunk, None], new[chunk, None]
-            contrib = torch.clamp(self.point_rows(points[chunk]), min=lo, max=hi).sub_(lo)
+            contrib = self._load_rows(points[chunk], points=True).clamp_(min=lo, max=hi).sub_(lo)
             gains -= self.w[points[chunk]].double() @ contrib.double()
 
     def _entries(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
