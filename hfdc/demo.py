@@ -15,6 +15,8 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 DEFAULT_STEPS = [
     "data:data/shapes.yaml",
     "hallucination:hallucination/demo.yaml",
+    "useful:useful/demo.yaml",
+    "tada:tada/demo.yaml",
 ]
 
 
