@@ -187,6 +187,8 @@ def select(
     to 0 in cross; ``None`` or <= -1 disables), then the batched greedy with diminishing returns picks the
     class's budget (proportional to its size). ``seed`` orders equal scores. Under ``accelerate
     launch`` each process scores a disjoint set of classes and every process gets the merged result.
+    The per-class work is many small ops: on a busy CPU one torch thread per process is fastest
+    (``torch.set_num_threads(1)``; benchmarks/notes/clipcov_throughput.md).
     """
     image, text, class_text = check_embeddings(image_embeds, text_embeds, class_text_embeds)
     if penalty not in PENALTIES:
