@@ -17,6 +17,7 @@ DEFAULT_STEPS = [
     "hallucination:hallucination/demo.yaml",
     "useful:useful/demo.yaml",
     "tada:tada/demo.yaml",
+    "clipcov:clipcov/demo.yaml",
 ]
 
 
