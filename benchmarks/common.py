@@ -50,3 +50,21 @@ def write_result(name: str, rows: list[dict]) -> Path:
     path.write_text(json.dumps({"command": command, "machine": machine(), "rows": rows}, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value) of repeated measurements."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def quiet() -> None:
+    """Silence logging and the datasets/transformers progress bars so a benchmark prints only its results."""
+    import logging
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    logging.disable(logging.WARNING)
+    datasets.disable_progress_bars()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

@@ -8,15 +8,13 @@ under outputs/benchmarks/tada/ddpm; seeds vary the classifier's initialisation, 
 """
 
 import argparse
-import logging
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import peak_rss_mb, write_result
+from benchmarks.common import mean_std, peak_rss_mb, quiet, write_result
 
 DATA = dict(n_train=300, n_validation=100, n_test=600, seed=0)
 TRAIN = dict(
@@ -29,26 +27,16 @@ ARMS = ("none", "targeted", "random", "full")
 CACHE = Path("outputs/benchmarks/tada")
 
 
-def mean_std(values):
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    logging.disable(logging.WARNING)
-    import datasets
-    from transformers.utils import logging as hf_logging
-
+    quiet()
     import hfdc.data
     from hfdc.tada import TadaConfig, UNetGenerator, train_tada
     from hfdc.tada.train import train_or_load_ddpm
 
-    datasets.disable_progress_bars()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     data = hfdc.data.load("digits", **DATA)
     start = time.perf_counter()
     unet, scheduler = train_or_load_ddpm(TadaConfig(output_dir=str(CACHE), **TRAIN), data["train"])

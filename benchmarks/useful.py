@@ -4,15 +4,13 @@ python -m benchmarks.useful [--seeds 5]
 """
 
 import argparse
-import logging
-import statistics
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-from benchmarks.common import peak_rss_mb, write_result
+from benchmarks.common import mean_std, peak_rss_mb, quiet, write_result
 
 DATA = dict(n_train=400, n_validation=10, n_test=1000, dim=50, noise_std=0.2, missing_easy_fraction=0.3)
 TRAIN = dict(
@@ -47,24 +45,14 @@ def run_arm(arm: dict, seed: int, data) -> dict:
     return row
 
 
-def mean_std(values):
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    logging.disable(logging.WARNING)
-    import datasets
-    from transformers.utils import logging as hf_logging
-
+    quiet()
     import hfdc.data
 
-    datasets.disable_progress_bars()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     runs = {name: [] for name in ARMS}
     for seed in range(args.seeds):
         data = hfdc.data.load("feature_patches", **DATA, seed=seed)

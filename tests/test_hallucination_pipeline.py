@@ -75,7 +75,7 @@ def test_gold_answer_layouts_and_labels(tmp_path):
 
 def test_simulated_world_follows_its_parameters():
     world = SimulatedWorld(400, SimulationParams(verifier_mode="copy"), seed=1)
-    target, verifier = SimulatedBackend(world, "target"), SimulatedBackend(world, "verifier")
+    target = SimulatedBackend(world, "target")
     greedy = target.generate([world.question(i) for i in range(400)], n=1, temperature=0.0)
     correct = np.array([g[0].lower().strip(".!").removeprefix("the ") == world.gold_answers(i)[0].lower() for i, g in enumerate(greedy)])
     # the greedy answer is right exactly when the correct answer has the largest target probability
