@@ -45,6 +45,7 @@ def facility_location(
     point_weights: torch.Tensor | None = None,
     epsilon: float = 0.1,
     memory_mb: float = 2048.0,
+    progress: bool = False,
 ) -> FacilityLocationResult:
     """Greedy facility-location selection of ``k`` items (see module docstring).
 
@@ -60,6 +61,7 @@ def facility_location(
         point_weights: w_i >= 0 per point (default 1).
         epsilon: stochastic greedy's sample size parameter.
         memory_mb: memory for the similarity matrix; larger problems compute it in row blocks.
+        progress: show a tqdm bar over the picks (long runs).
     """
     if (features is None) == (similarity is None):
         raise ValueError("give exactly one of features=[N, d] or similarity=[N, N]")
@@ -93,7 +95,7 @@ def facility_location(
             kernel = Kernel(features[idx], metric)
             dense = kernel.n * kernel.n * 4 <= memory_mb * 2**20
             store = GainStore(kernel.dense() if dense else None, kernel, sub_w, int(memory_mb * 2**20))
-        run = greedy(store, budgets[label], optimizer=optimizer, seed=seed, epsilon=epsilon)
+        run = greedy(store, budgets[label], optimizer=optimizer, seed=seed, epsilon=epsilon, progress=progress)
         parts.append((idx[run.indices], run.gains, _medoid_weights(store, run, sub_w)))
     if not parts:
         empty = torch.zeros(0, device=data.device)

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from hfdc.submodular.store import GainStore
 
@@ -38,8 +39,10 @@ def greedy(
     optimizer: str = "lazy",
     seed: int = 0,
     epsilon: float = 0.1,
+    progress: bool = False,
 ) -> GreedyRun:
-    """Select ``k`` items greedily from the candidates of ``store`` (see module docstring)."""
+    """Select ``k`` items greedily from the candidates of ``store`` (see module docstring); ``progress``
+    shows a tqdm bar over the picks."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     n, device = store.n, store.device
@@ -49,7 +52,7 @@ def greedy(
     indices, picked_gains = [], []
     generator = torch.Generator().manual_seed(seed)
     gains = store.initial_gains() if optimizer != "stochastic" or store.needs_offset else None
-    for step in range(k):
+    for step in tqdm(range(k), desc=f"facility location ({optimizer})", disable=not progress):
         if optimizer == "lazy" and step & (step - 1) == 0 and step:  # steps 1, 2, 4, 8, ...
             if store.compacted or store.wants_compaction(cur):
                 store.compact(cur)
