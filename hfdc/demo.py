@@ -14,6 +14,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 # (command, recipe under recipes/); each recipe runs in minutes on 2 CPU cores.
 DEFAULT_STEPS = [
     "data:data/shapes.yaml",
+    "colm:colm/demo.yaml",
     "hallucination:hallucination/demo.yaml",
     "useful:useful/demo.yaml",
     "tada:tada/demo.yaml",
