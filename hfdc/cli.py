@@ -159,8 +159,11 @@ def main(argv: list[str] | None = None) -> None:
         _print_help()
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from hfdc.distributed import end_process_group
+
     try:
         run_command(argv[0], argv[1:])
+        end_process_group()
     except RecipeError as err:
         print(f"hfdc: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

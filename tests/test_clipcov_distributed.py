@@ -19,6 +19,7 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     from accelerate import PartialState
     from hfdc.clipcov import select
+    from hfdc.distributed import end_process_group
     from tests.test_clipcov_distributed import data
 
     image, text, labels = data()
@@ -26,6 +27,7 @@ SCRIPT = textwrap.dedent("""
     state = PartialState()
     np.savez(f"{sys.argv[1]}/rank{state.process_index}.npz", indices=result.indices, scores=result.scores,
              processes=state.num_processes)
+    end_process_group()
 """)
 
 

@@ -18,6 +18,7 @@ from transformers import CLIPModel, CLIPProcessor
 from hfdc.clipcov.config import ClipCovConfig
 from hfdc.clipcov.dataset import class_names_of, select_dataset
 from hfdc.clipcov.train import train_clip, zero_shot_accuracy
+from hfdc.distributed import process_state
 from hfdc.hub import push_dataset, push_model
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def stage_args(config: ClipCovConfig, output_dir: Path, epochs: float) -> ClipCo
 def proxy_clip(config: ClipCovConfig, proxy_data, class_names, evaluation, out: Path):
     """(proxy model, processor, name): the pretrained ``proxy_model``, or a tiny CLIP trained on ``proxy_data``."""
     if config.proxy_model:
-        model = CLIPModel.from_pretrained(config.proxy_model).to(main_state().device)
+        model = CLIPModel.from_pretrained(config.proxy_model).to(process_state().device)
         return model, CLIPProcessor.from_pretrained(config.proxy_model), config.proxy_model
     model, processor = new_clip("tiny", config.seed)
     logger.info("training the proxy CLIP on %d rows of the disjoint %r split", len(proxy_data), config.proxy_split)
@@ -78,7 +79,7 @@ def proxy_clip(config: ClipCovConfig, proxy_data, class_names, evaluation, out: 
             model, processor, evaluation, class_names, config.prompt_templates, config.image_column,
             config.label_column), 4)
     folder = out / "proxy"
-    if not main_state().is_main_process:
+    if not process_state().is_main_process:
         return model, processor, str(folder)
     push_model(model, output_dir=folder, card={
         "method": "clipcov", "paper": PAPER, "arxiv": ARXIV, "datasets": [config.data], "figures": figures,
@@ -88,14 +89,6 @@ def proxy_clip(config: ClipCovConfig, proxy_data, class_names, evaluation, out: 
     })
     processor.save_pretrained(folder)
     return model, processor, str(folder)
-
-
-def main_state():
-    """The process state under ``accelerate launch`` (a gloo group on CPU); single-process otherwise."""
-    import torch
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def selection_card(config, result, subset, proxy_name, class_names) -> dict:
@@ -161,7 +154,7 @@ def run(config: ClipCovConfig) -> dict:
             metrics["zero_shot_accuracy"] = round(zero_shot_accuracy(
                 model, model_processor, evaluation, class_names, config.prompt_templates, config.image_column,
                 config.label_column), 4)
-    if main_state().is_main_process:
+    if process_state().is_main_process:
         (out / "per_class_counts.json").write_text(json.dumps(
             {(class_names[c] if class_names and c < len(class_names) else str(c)): n
              for c, n in result.per_class.items()}, indent=2) + "\n")

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from datasets import Dataset, Features, List, Value, concatenate_datasets
 
+from hfdc.distributed import process_state
+
 
 def projected(output) -> torch.Tensor:
     """The projected embedding from ``get_*_features``: a tensor, or an output's ``pooler_output``."""
@@ -86,9 +88,7 @@ def clip_embeddings(
             what = "captions missing: " if role == "caption_column" else ""
             raise ValueError(f"{what}{role}={column!r} is not a column of the dataset; columns are "
                              f"{dataset.column_names}")
-    from accelerate import PartialState
-
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = process_state()
     key = f"{dataset._fingerprint}-{model_fingerprint(model)}-{image_column}-{caption_column}"
     if state.num_processes == 1 or cache_dir is None:
         return embed_rows(dataset, key, model, processor, image_column, caption_column, batch_size, cache_dir)

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from hfdc.clipcov.budgets import class_budgets, check_fraction
 from hfdc.clipcov.greedy import diminishing_returns_greedy
 from hfdc.clipcov.scores import PENALTIES, class_scores, normalize
+from hfdc.distributed import process_state
 
 
 @dataclass
@@ -131,13 +132,8 @@ class ClassPartition:
 
 
 def process_shard() -> tuple[int, int]:
-    """(index, count) of this process under ``accelerate launch`` / torchrun; (0, 1) otherwise.
-
-    Without CUDA the processes join one gloo group only when the state is built with ``cpu=True``.
-    """
-    from accelerate import PartialState
-
-    state = PartialState(cpu=not torch.cuda.is_available())
+    """(index, count) of this process under ``accelerate launch`` / torchrun; (0, 1) otherwise."""
+    state = process_state()
     return state.process_index, state.num_processes
 
 

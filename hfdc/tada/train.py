@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from accelerate import PartialState
 from datasets import Dataset, DatasetDict
 from transformers import Trainer
 
+from hfdc.distributed import process_state
 from hfdc.tada.augment import augment, with_synthetic
 from hfdc.tada.config import TadaConfig
 from hfdc.tada.generators import PipelineGenerator, UNetGenerator
@@ -42,7 +42,7 @@ def train_or_load_ddpm(config: TadaConfig, train: Dataset):
         batch_size=config.ddpm_batch_size, learning_rate=config.ddpm_learning_rate, seed=config.seed,
         checkpoint_dir=Path(config.output_dir) / "ddpm_checkpoints", cpu=config.use_cpu,
     )
-    if not PartialState().is_main_process:
+    if not process_state().is_main_process:
         return unet, scheduler
     folder.mkdir(parents=True, exist_ok=True)
     scheduler.save_pretrained(str(folder))
@@ -121,7 +121,7 @@ def train_tada(config: TadaConfig, data: DatasetDict | None = None, generator=No
             generator = build_generator(config, train)
         settings = {k: getattr(config, k) for k in ("generator", "strength", "num_inference_steps", "guidance_scale", "prompt_template", "images_per_example")}
         start = time.perf_counter()
-        with PartialState().main_process_first():  # the main process generates; the others then find every shard done
+        with process_state().main_process_first():  # the main process generates; the others then find every shard done
             synthetic = augment(train, indices, generator, Path(config.output_dir) / "synthetic" / config.augment, batch_size=config.generation_batch_size,
                                 shard_size=config.shard_size, seed=config.seed, settings=settings)
         generation_seconds = time.perf_counter() - start
