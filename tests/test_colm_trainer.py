@@ -121,3 +121,15 @@ def test_two_processes_select_identically(tmp_path):
     assert all(len(e["indices"]) == 4 and max(e["indices"]) < 8 for e in ranks[0]["history"])  # 2 ranks x 4 pooled
     assert ranks[0]["m"] == ranks[1]["m"]
     assert ranks[0]["params"] == pytest.approx(ranks[1]["params"], rel=1e-6)  # DDP kept the replicas in sync
+
+
+def test_history_keeps_only_the_last_selections(tmp_path, monkeypatch):
+    monkeypatch.setattr("hfdc.colm.trainer.HISTORY_SIZE", 2)
+    full = build_trainer(_config(tmp_path / "full"))
+    trainer = build_trainer(_config(tmp_path / "bounded"))
+    monkeypatch.setattr("hfdc.colm.trainer.HISTORY_SIZE", 1000)
+    full.train()
+    monkeypatch.setattr("hfdc.colm.trainer.HISTORY_SIZE", 2)
+    trainer.train()
+    assert [e["step"] for e in trainer.colm_history] == [e["step"] for e in full.colm_history[-2:]]
+    assert [e["indices"] for e in trainer.colm_history] == [e["indices"] for e in full.colm_history[-2:]]

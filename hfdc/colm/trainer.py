@@ -26,6 +26,7 @@ from hfdc.colm.selection import matching_error, select_small_batch
 STATE_NAME = "colm_state.pt"
 SOURCE_KEY = "colm_source"
 WEIGHT_KEY = "colm_weights"
+HISTORY_SIZE = 1000  # selections kept in ColmTrainer.colm_history, so long runs do not grow it without bound
 
 
 @dataclass
@@ -53,7 +54,7 @@ class ColmTrainer(Trainer):
 
     ``train_dataset`` needs the ``args.source_column`` column next to the tokenized inputs with ``labels``
     (the default collator, DataCollatorForLanguageModeling(mlm=False), makes them). ``colm_history`` records
-    every selection (step, positions in the gathered large batch, weights, sources).
+    the last ``HISTORY_SIZE`` selections (step, positions in the gathered large batch, weights, sources).
     """
 
     def __init__(self, model=None, args: ColmConfig | None = None, data_collator=None, train_dataset=None,
@@ -159,6 +160,7 @@ class ColmTrainer(Trainer):
         self._colm_logs.append(entry)
         self.colm_history.append({"step": self.moments.step, "indices": indices.tolist(),
                                   "weights": weights.tolist(), "sources": [self.sources[i] for i in picked]})
+        del self.colm_history[:-HISTORY_SIZE]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = {k: v for k, v in inputs.items() if k != SOURCE_KEY}
