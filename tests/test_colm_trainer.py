@@ -95,6 +95,7 @@ SCRIPT = """
 import json, sys
 from hfdc.colm import ColmConfig
 from hfdc.colm.cli import build_trainer
+from hfdc.distributed import end_process_group
 out = sys.argv[1]
 config = ColmConfig(output_dir=out, max_train_samples=64, max_length=24, per_device_train_batch_size=2,
                     max_steps=3, learning_rate=3e-3, report_to="none", save_strategy="no", seed=0,
@@ -103,7 +104,8 @@ trainer = build_trainer(config)
 trainer.train()
 rank = trainer.accelerator.process_index
 json.dump({"history": trainer.colm_history, "m": trainer.moments.m.tolist(),
-           "params": float(sum(p.sum() for p in trainer.model.parameters()))}, open(f"{out}/rank{rank}.json", "w"))
+           "params": float(sum(p.detach().sum() for p in trainer.model.parameters()))}, open(f"{out}/rank{rank}.json", "w"))
+end_process_group()
 """
 
 
