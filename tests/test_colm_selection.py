@@ -100,3 +100,38 @@ def test_chunked_features_equal_whole_batch_features():
     whole = zeroth_order_features(model, block, inputs, seed=2)
     chunked = zeroth_order_features(model, block, inputs, seed=2, chunk_size=4)
     assert torch.allclose(whole, chunked, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_reusing_the_layer_prefix_gives_the_same_features_and_restores_weights(lora):
+    model = tiny("llama", num_hidden_layers=3).double()
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=2, target_modules=["v_proj"], init_lora_weights=False))
+    block = find_parameter_block(model, "v_proj")
+    before = [p.clone() for _, p in block]
+    inputs = _inputs(batch=6)
+    calls = []
+    hooks = [layer.mlp.register_forward_hook(lambda m, a, o, i=i: calls.append(i))
+             for i, layer in enumerate(model.get_submodule(block[0][0].split(".layers.")[0] + ".layers"))]
+    full = zeroth_order_features(model, block, inputs, seed=1, directions=3, chunk_size=4, reuse_prefix=False)
+    full_calls, calls[:] = list(calls), []
+    reused = zeroth_order_features(model, block, inputs, seed=1, directions=3, chunk_size=4)
+    for hook in hooks:
+        hook.remove()
+    assert torch.allclose(full, reused, rtol=1e-9, atol=1e-12)
+    assert all(torch.equal(p, b) for (_, p), b in zip(block, before))
+    # 2 chunks x 3 directions x 2 signs = 12 passes; with the cache layers 0 and 1 compute once per chunk
+    assert full_calls.count(0) == 12 and calls.count(0) == 2 and calls.count(1) == 2 and calls.count(2) == 12
+
+
+def test_reusing_the_prefix_refuses_layers_that_return_tuples():
+    model = tiny("llama")
+    first = model.model.layers[0]
+    forward = first.forward
+    first.forward = lambda *args, **kwargs: (forward(*args, **kwargs),)
+    block = find_parameter_block(model, "v_proj")
+    with pytest.raises(TypeError, match="set zo_reuse_prefix=False"):
+        zeroth_order_features(model, block, _inputs())
+    assert torch.equal(block[0][1], find_parameter_block(tiny("llama"), "v_proj")[0][1])  # weights restored

@@ -55,6 +55,12 @@ class ColmConfig(TrainingArguments):
     zo_directions: int = field(
         default=1, metadata={"help": "Gaussian directions averaged per step (2 forward passes each)."}
     )
+    zo_reuse_prefix: bool = field(
+        default=True,
+        metadata={"help": "Run the layers before the block's layer once per chunk and only the rest for each "
+                  "perturbed pass (the paper's efficient variant; same features). Set false for models whose layers "
+                  "do not return a hidden-states tensor."},
+    )
     zo_dim: int = field(
         default=2560, metadata={"help": "Feature coordinates kept per source after sparsification."}
     )

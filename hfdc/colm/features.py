@@ -1,8 +1,9 @@
 """Per-example gradient features without backward passes (CoLM, arXiv 2407.19580, Sec. 4.2).
 
 Two-sided zeroth-order estimate on a small parameter block theta_B with a seeded Gaussian direction z:
-g_i = (L_i(theta + eps z) - L_i(theta - eps z)) / (2 eps) * z, averaged over ``directions`` draws; then
-Adam-style normalisation with running moments (``FeatureMoments``) and per-source sparsification.
+g_i = (L_i(theta + eps z) - L_i(theta - eps z)) / (2 eps) * z, averaged over ``directions`` draws (only the
+block's layer and what follows it run for each perturbation, ``LayerInputCache``); then Adam-style normalisation
+with running moments (``FeatureMoments``) and per-source sparsification.
 """
 
 from __future__ import annotations
@@ -51,44 +52,117 @@ def zeroth_order_features(
     seed: int = 0,
     directions: int = 1,
     chunk_size: int | None = None,
+    reuse_prefix: bool = True,
 ) -> torch.Tensor:
-    """[B, D] features g_i (see module docstring); D is the block's size. Runs the model in eval mode, on
-    ``chunk_size`` examples at a time (all at once when None) so the forward passes of a large batch need no
-    more activation memory than the small batch's."""
+    """[B, D] features g_i (see module docstring); D is the block's size.
+
+    Runs the model in eval mode on ``chunk_size`` examples at a time (all at once when None), so the forward
+    passes of a large batch need no more activation memory than the small batch's. With ``reuse_prefix`` the
+    layers before the block's layer run once per chunk and each perturbed pass runs only the rest
+    (``LayerInputCache``; the paper's efficient variant, same result). The block's weights are restored
+    exactly afterwards.
+    """
     params = [p for _, p in block]
     dim = sum(p.numel() for p in params)
-    generator = torch.Generator().manual_seed(seed)
     dtype = torch.promote_types(params[0].dtype, torch.float32)
-    was_training = model.training
-    model.eval()
-    features = None
-    try:
-        for _ in range(directions):
-            z = torch.randn(dim, generator=generator).to(params[0].device, dtype)
-            _perturb(params, z, eps)
-            plus = _chunked_loss(model, inputs, chunk_size)
-            _perturb(params, z, -2 * eps)
-            minus = _chunked_loss(model, inputs, chunk_size)
-            _perturb(params, z, eps)
-            g = ((plus - minus) / (2 * eps))[:, None] * z[None, :]
-            features = g if features is None else features + g
-    finally:
-        model.train(was_training)
-    return features / directions
-
-
-def _chunked_loss(model: torch.nn.Module, inputs: dict, chunk_size: int | None) -> torch.Tensor:
+    z = torch.randn(directions, dim, generator=torch.Generator().manual_seed(seed)).to(params[0].device, dtype)
+    original = [p.detach().clone() for p in params]
+    cache = LayerInputCache.for_block(model, block) if reuse_prefix else None
     size = len(inputs["labels"])
     step = chunk_size or size
-    return torch.cat([per_example_loss(model, {k: v[i : i + step] for k, v in inputs.items()})
-                      for i in range(0, size, step)])
+    slopes = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, size, step):
+            chunk = {k: v[start : start + step] for k, v in inputs.items()}
+            rows = []
+            for k in range(directions):
+                _set_block(params, original, z[k], eps)
+                plus = cache.loss(model, chunk, record=k == 0) if cache else per_example_loss(model, chunk)
+                _set_block(params, original, z[k], -eps)
+                minus = cache.loss(model, chunk) if cache else per_example_loss(model, chunk)
+                rows.append((plus - minus) / (2 * eps))
+            slopes.append(torch.stack(rows, 1))
+    finally:
+        for p, value in zip(params, original):
+            p.copy_(value)
+        model.train(was_training)
+    return torch.cat(slopes).to(dtype) @ z / directions
 
 
-def _perturb(params: list[torch.nn.Parameter], z: torch.Tensor, scale: float) -> None:
+def _set_block(params: list[torch.nn.Parameter], original: list[torch.Tensor], z: torch.Tensor, scale: float) -> None:
+    """theta_B = theta_B(original) + scale * z."""
     offset = 0
-    for p in params:
-        p.add_(z[offset : offset + p.numel()].view_as(p).to(p.dtype), alpha=scale)
+    for p, value in zip(params, original):
+        p.copy_(value + scale * z[offset : offset + p.numel()].view_as(p).to(p.dtype))
         offset += p.numel()
+
+
+class LayerInputCache:
+    """Skip the unperturbed part of the network in zeroth-order passes (CoLM's efficient variant).
+
+    The block lies in one layer of the model's layer stack, so the layers before it compute the same hidden
+    states under every perturbation of the block. ``loss(..., record=True)`` runs the whole model and keeps
+    the input of the block's layer; later ``loss`` calls make the earlier layers identities and feed the kept
+    input to the block's layer, so only that layer and what follows it run again.
+    """
+
+    def __init__(self, earlier: list[torch.nn.Module], layer: torch.nn.Module):
+        self.earlier, self.layer = earlier, layer
+        self.hidden: torch.Tensor | None = None
+
+    @classmethod
+    def for_block(cls, model: torch.nn.Module, block: list[tuple[str, torch.nn.Parameter]]) -> "LayerInputCache | None":
+        """The cache for ``block``'s layer, or None when the block is in no numbered layer of a ModuleList
+        (e.g. lm_head) or in the first layer (nothing to skip)."""
+        match = _LAYER.search(block[0][0])
+        if match is None:
+            return None
+        stack = model.get_submodule(block[0][0][: match.start()])
+        index = int(match.group(1))
+        if not isinstance(stack, torch.nn.ModuleList) or index == 0:
+            return None
+        return cls(list(stack[:index]), stack[index])
+
+    def loss(self, model: torch.nn.Module, inputs: dict, record: bool = False) -> torch.Tensor:
+        """per_example_loss(model, inputs), recording the layer input (record) or starting from it."""
+        if not record and self.hidden is None:
+            raise RuntimeError("LayerInputCache.loss(record=False) before a recording pass")
+        hooks = [self.layer.register_forward_pre_hook(self._record if record else self._replay, with_kwargs=True)]
+        if record:
+            hooks += [layer.register_forward_hook(_check_tensor_output) for layer in self.earlier]
+        patched = {} if record else {layer: layer.__dict__.get("forward") for layer in self.earlier}
+        for layer in patched:
+            layer.forward = _identity
+        try:
+            return per_example_loss(model, inputs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+            for layer, forward in patched.items():  # put back what was there (e.g. accelerate's device hooks)
+                if forward is None:
+                    del layer.forward
+                else:
+                    layer.forward = forward
+
+    def _record(self, module, args, kwargs):
+        self.hidden = args[0] if args else kwargs["hidden_states"]
+
+    def _replay(self, module, args, kwargs):
+        if args:
+            return (self.hidden, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": self.hidden}
+
+
+def _identity(hidden_states, *args, **kwargs):
+    return hidden_states
+
+
+def _check_tensor_output(module, args, output):
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} returns {type(output).__name__}, not the hidden-states tensor, so "
+                        "its output cannot be skipped; set zo_reuse_prefix=False")
 
 
 class FeatureMoments:

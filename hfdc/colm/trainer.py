@@ -110,7 +110,7 @@ class ColmTrainer(Trainer):
         start = time.perf_counter()
         raw = zeroth_order_features(self.accelerator.unwrap_model(self.model), self.block, inputs, args.zo_eps,
                                     seed=args.seed * 1_000_003 + self.moments.step, directions=args.zo_directions,
-                                    chunk_size=args.per_device_train_batch_size)
+                                    chunk_size=args.per_device_train_batch_size, reuse_prefix=args.zo_reuse_prefix)
         world = self.accelerator.num_processes
         if world > 1:
             raw, sources = self.accelerator.gather(raw), self.accelerator.gather(sources)
