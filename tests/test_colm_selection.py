@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from hfdc.colm import FeatureMoments, find_parameter_block, matching_error, select_small_batch, zeroth_order_features
-from hfdc.colm.features import per_example_loss, sparsify
+from hfdc.colm import (FeatureMoments, ZerothOrderFeatures, find_parameter_block, matching_error, select_small_batch,
+                       zeroth_order_features)
+from hfdc.colm.features import per_example_loss
+from hfdc.colm.moments import sparsify
 from hfdc.models import tiny
 
 
@@ -30,7 +32,7 @@ def test_zeroth_order_features_match_the_directional_derivative():
     model = tiny("llama").double()
     block = find_parameter_block(model, "v_proj")
     inputs = _inputs()
-    features = zeroth_order_features(model, block, inputs, eps=1e-4, seed=3)
+    features = zeroth_order_features(model, block, inputs, eps=1e-4, seed=3).dense()
     z = torch.randn(block[0][1].numel(), generator=torch.Generator().manual_seed(3)).double()
     for i in range(2):  # exact per-example gradient via autograd, projected on z
         model.zero_grad()
@@ -41,27 +43,37 @@ def test_zeroth_order_features_match_the_directional_derivative():
 
 def test_feature_moments_adam_normalisation_and_state():
     moments = FeatureMoments(3, beta1=0.9, beta2=0.999, eps=0.0)
-    g = torch.tensor([[2.0, -1.0, 0.5], [-4.0, 1.0, 0.5]])
-    features, m, v = moments.normalise(g)
-    assert torch.allclose(features, torch.sign(g))  # first step: m_hat / sqrt(v_hat) = g / |g|
-    moments.update(m[:1], v[:1])
-    assert moments.step == 1 and torch.allclose(moments.m, 0.1 * g[0]) and torch.allclose(moments.v, 0.001 * g[0] ** 2)
-    features, _, _ = moments.normalise(g)
-    m2 = 0.9 * 0.1 * g[0] + 0.1 * g
-    v2 = 0.999 * 0.001 * g[0] ** 2 + 0.001 * g**2
-    assert torch.allclose(features, (m2 / (1 - 0.9**2)) / (v2 / (1 - 0.999**2)).sqrt())
+    g = ZerothOrderFeatures(torch.tensor([[2.0, 3.0], [-4.0, 0.5]]), torch.tensor([[1.0, -0.5, 0.25], [1.0, 1.0, 0.5]]))
+    dense = g.dense()  # one row per example: slopes @ directions / 2
+    assert torch.allclose(dense[0], torch.tensor([2.5, 1.0, 1.0]))
+    assert torch.allclose(moments.features(g).take(torch.arange(2), torch.arange(3)), torch.sign(dense))  # g / |g|
+    moments.update(g, torch.tensor([0]))
+    assert moments.step == 1 and torch.allclose(moments.m, 0.1 * dense[0]) and torch.allclose(moments.v, 0.001 * dense[0] ** 2)
+    m2 = 0.9 * 0.1 * dense[0] + 0.1 * dense
+    v2 = 0.999 * 0.001 * dense[0] ** 2 + 0.001 * dense**2
+    expected = (m2 / (1 - 0.9**2)) / (v2 / (1 - 0.999**2)).sqrt()
+    features = moments.features(g)
+    features.block_elements = 2  # one column per block
+    assert torch.allclose(features.take(torch.arange(2), torch.arange(3)), expected)
+    assert torch.allclose(features.means([(torch.arange(2), None)])[0], expected.mean(0))
+    weights = torch.tensor([3.0, 1.0])
+    assert torch.allclose(features.means([(torch.arange(2), weights)])[0], weights @ expected / 4)
+    moments.update(g, torch.tensor([0, 1]))  # means over two rows, from the factored form
+    assert torch.allclose(moments.m, 0.9 * 0.1 * dense[0] + 0.1 * dense.mean(0))
+    assert torch.allclose(moments.v, 0.999 * 0.001 * dense[0] ** 2 + 0.001 * (dense**2).mean(0))
     restored = FeatureMoments(3)
     restored.load_state_dict(moments.state_dict())
-    assert torch.equal(restored.m, moments.m) and restored.step == 1
+    assert torch.equal(restored.m, moments.m) and restored.step == 2
     with pytest.raises(ValueError, match="dimension"):
         FeatureMoments(4).load_state_dict(moments.state_dict())
 
 
 def test_sparsify_keeps_largest_mean_coordinates():
-    x = torch.tensor([[1.0, -5.0, 0.1, 3.0], [1.0, -5.0, -0.1, 3.0]])
-    assert sorted(sparsify(x, 2, "top").tolist()) == [1, 3]
-    assert sorted(sparsify(x, 2, "smallest").tolist()) == [0, 2]
-    assert len(set(sparsify(x, 3, "random", seed=1).tolist())) == 3
+    mean = torch.tensor([1.0, -5.0, 0.0, 3.0])
+    assert sorted(sparsify(mean, 2, "top").tolist()) == [1, 3]
+    assert sorted(sparsify(mean, 2, "smallest").tolist()) == [0, 2]
+    assert len(set(sparsify(mean, 3, "random", seed=1).tolist())) == 3
+    assert sparsify(mean, 4).tolist() == [0, 1, 2, 3]
 
 
 def test_selection_keeps_rare_sources_and_splits_budgets():
@@ -97,8 +109,8 @@ def test_chunked_features_equal_whole_batch_features():
     model = tiny("llama").double()  # float64: batch-shape rounding would otherwise show through the 1/(2 eps)
     block = find_parameter_block(model, "v_proj")
     inputs = _inputs(batch=6)
-    whole = zeroth_order_features(model, block, inputs, seed=2)
-    chunked = zeroth_order_features(model, block, inputs, seed=2, chunk_size=4)
+    whole = zeroth_order_features(model, block, inputs, seed=2).dense()
+    chunked = zeroth_order_features(model, block, inputs, seed=2, chunk_size=4).dense()
     assert torch.allclose(whole, chunked, rtol=1e-6, atol=1e-9)
 
 
@@ -115,9 +127,9 @@ def test_reusing_the_layer_prefix_gives_the_same_features_and_restores_weights(l
     calls = []
     hooks = [layer.mlp.register_forward_hook(lambda m, a, o, i=i: calls.append(i))
              for i, layer in enumerate(model.get_submodule(block[0][0].split(".layers.")[0] + ".layers"))]
-    full = zeroth_order_features(model, block, inputs, seed=1, directions=3, chunk_size=4, reuse_prefix=False)
+    full = zeroth_order_features(model, block, inputs, seed=1, directions=3, chunk_size=4, reuse_prefix=False).dense()
     full_calls, calls[:] = list(calls), []
-    reused = zeroth_order_features(model, block, inputs, seed=1, directions=3, chunk_size=4)
+    reused = zeroth_order_features(model, block, inputs, seed=1, directions=3, chunk_size=4).dense()
     for hook in hooks:
         hook.remove()
     assert torch.allclose(full, reused, rtol=1e-9, atol=1e-12)
@@ -135,3 +147,18 @@ def test_reusing_the_prefix_refuses_layers_that_return_tuples():
     with pytest.raises(TypeError, match="set zo_reuse_prefix=False"):
         zeroth_order_features(model, block, _inputs())
     assert torch.equal(block[0][1], find_parameter_block(tiny("llama"), "v_proj")[0][1])  # weights restored
+
+
+def test_selection_on_blockwise_features_equals_selection_on_the_stored_matrix():
+    gen = torch.Generator().manual_seed(4)
+    g = ZerothOrderFeatures(torch.randn(24, 3, generator=gen), torch.randn(3, 50, generator=gen))
+    moments = FeatureMoments(50)
+    moments.update(g, torch.arange(6))
+    lazy = moments.features(g)
+    lazy.block_elements = 24 * 7  # 8 column blocks
+    dense = lazy.take(torch.arange(24), torch.arange(50))
+    sources = torch.arange(24) % 3
+    a = select_small_batch(lazy, sources, budget=10, keep_sources=(2,), zo_dim=20)
+    b = select_small_batch(dense, sources, budget=10, keep_sources=(2,), zo_dim=20)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.weights, b.weights)
+    assert matching_error(lazy, a.indices, a.weights) == pytest.approx(matching_error(dense, a.indices, a.weights))

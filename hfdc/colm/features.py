@@ -1,14 +1,16 @@
 """Per-example gradient features without backward passes (CoLM, arXiv 2407.19580, Sec. 4.2).
 
-Two-sided zeroth-order estimate on a small parameter block theta_B with a seeded Gaussian direction z:
-g_i = (L_i(theta + eps z) - L_i(theta - eps z)) / (2 eps) * z, averaged over ``directions`` draws (only the
-block's layer and what follows it run for each perturbation, ``LayerInputCache``); then Adam-style normalisation
-with running moments (``FeatureMoments``) and per-source sparsification.
+Two-sided zeroth-order estimate on a small parameter block theta_B with seeded Gaussian directions z_k:
+s_ik = (L_i(theta + eps z_k) - L_i(theta - eps z_k)) / (2 eps), g_i = sum_k s_ik z_k / d over d directions.
+Only the block's layer and what follows it run for each perturbation (``LayerInputCache``). The estimates are
+kept factored (``ZerothOrderFeatures``: slopes [B, d] and directions [d, D]); ``hfdc.colm.moments`` normalises
+them Adam-style without forming the [B, D] matrix.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +45,26 @@ def per_example_loss(model: torch.nn.Module, inputs: dict) -> torch.Tensor:
     return (loss * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
+@dataclass
+class ZerothOrderFeatures:
+    """Per-example gradient estimates g_i = slopes[i] @ directions / d, kept factored."""
+
+    slopes: torch.Tensor  # [B, d]: s_ik, the directional derivative of L_i along z_k
+    directions: torch.Tensor  # [d, D]: the Gaussian directions z_k
+
+    def __len__(self) -> int:
+        return self.slopes.shape[0]
+
+    @property
+    def dim(self) -> int:
+        """D, the size of the parameter block."""
+        return self.directions.shape[1]
+
+    def dense(self) -> torch.Tensor:
+        """The [B, D] matrix of the g_i."""
+        return self.slopes.to(self.directions.dtype) @ self.directions / self.slopes.shape[1]
+
+
 @torch.no_grad()
 def zeroth_order_features(
     model: torch.nn.Module,
@@ -53,8 +75,8 @@ def zeroth_order_features(
     directions: int = 1,
     chunk_size: int | None = None,
     reuse_prefix: bool = True,
-) -> torch.Tensor:
-    """[B, D] features g_i (see module docstring); D is the block's size.
+) -> ZerothOrderFeatures:
+    """The estimates g_i of the examples of ``inputs`` (module docstring); D is the block's size.
 
     Runs the model in eval mode on ``chunk_size`` examples at a time (all at once when None), so the forward
     passes of a large batch need no more activation memory than the small batch's. With ``reuse_prefix`` the
@@ -88,7 +110,7 @@ def zeroth_order_features(
         for p, value in zip(params, original):
             p.copy_(value)
         model.train(was_training)
-    return torch.cat(slopes).to(dtype) @ z / directions
+    return ZerothOrderFeatures(torch.cat(slopes).to(dtype), z)
 
 
 def _set_block(params: list[torch.nn.Parameter], original: list[torch.Tensor], z: torch.Tensor, scale: float) -> None:
@@ -163,54 +185,3 @@ def _check_tensor_output(module, args, output):
     if not isinstance(output, torch.Tensor):
         raise TypeError(f"{type(module).__name__} returns {type(output).__name__}, not the hidden-states tensor, so "
                         "its output cannot be skipped; set zo_reuse_prefix=False")
-
-
-class FeatureMoments:
-    """Adam-style normalisation of gradient features, with moments carried across steps (training state).
-
-    m_i = b1 m + (1 - b1) g_i, v_i = b2 v + (1 - b2) g_i^2, feature_i = m_i/(1-b1^t) / (sqrt(v_i/(1-b2^t)) + eps),
-    t = step + 1; after selection, m and v become the means of m_i and v_i over the selected examples.
-    """
-
-    def __init__(self, dim: int, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.m = torch.zeros(dim)
-        self.v = torch.zeros(dim)
-        self.step = 0
-
-    def normalise(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(features, m_i, v_i) for raw features ``g`` [B, D]."""
-        m = self.beta1 * self.m.to(g.device) + (1 - self.beta1) * g
-        v = self.beta2 * self.v.to(g.device) + (1 - self.beta2) * g * g
-        t = self.step + 1
-        features = (m / (1 - self.beta1**t)) / ((v / (1 - self.beta2**t)).sqrt() + self.eps)
-        return features, m, v
-
-    def update(self, m_selected: torch.Tensor, v_selected: torch.Tensor) -> None:
-        """Move the moments to the selected examples' means and count the step."""
-        self.m = m_selected.mean(0).cpu()
-        self.v = v_selected.mean(0).cpu()
-        self.step += 1
-
-    def state_dict(self) -> dict:
-        return {"m": self.m, "v": self.v, "step": self.step, "betas": (self.beta1, self.beta2), "eps": self.eps}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["m"].shape != self.m.shape:
-            raise ValueError(f"saved CoLM moments have dimension {state['m'].shape[0]}, the parameter block has "
-                             f"{self.m.shape[0]}; resume with the same zo_parameters and model")
-        self.m, self.v, self.step = state["m"], state["v"], int(state["step"])
-
-
-def sparsify(features: torch.Tensor, dim: int, how: str = "top", seed: int = 0) -> torch.Tensor:
-    """Column indices to keep: the ``dim`` largest (top) or smallest |mean feature|, or a seeded random set."""
-    if features.shape[1] <= dim:
-        return torch.arange(features.shape[1], device=features.device)
-    score = features.mean(0).abs()
-    if how == "top":
-        return torch.topk(score, dim).indices
-    if how == "smallest":
-        return torch.topk(score, dim, largest=False).indices
-    if how == "random":
-        return torch.randperm(features.shape[1], generator=torch.Generator().manual_seed(seed))[:dim].to(features.device)
-    raise ValueError(f"sparsify must be top, random or smallest, got {how!r}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hfdc.colm.features import sparsify
+from hfdc.colm.moments import FeatureMatrix, sparsify
 from hfdc.submodular import facility_location, group_budgets
 
 
@@ -26,7 +26,7 @@ class SmallBatch:
 
 
 def select_small_batch(
-    features: torch.Tensor,
+    features: torch.Tensor | FeatureMatrix,
     sources: torch.Tensor,
     budget: int,
     keep_sources: tuple[int, ...] = (),
@@ -37,10 +37,9 @@ def select_small_batch(
     seed: int = 0,
 ) -> SmallBatch:
     """Select ``budget`` rows of ``features`` [B, D] (``sources``: [B] source ids; see module docstring)."""
+    features = FeatureMatrix.of(features)
     if not 0 < budget <= len(features):
         raise ValueError(f"small batch budget {budget} must lie in [1, {len(features)}] (the large batch)")
-    if not torch.isfinite(features).all():
-        raise ValueError("gradient features contain NaN/inf: lower learning_rate or zo_eps, or check the loss")
     kept_mask = torch.isin(sources, torch.tensor(list(keep_sources), dtype=sources.dtype, device=sources.device))
     kept = kept_mask.nonzero().flatten()
     if len(kept) >= budget:  # more rare examples than room: select among them only
@@ -50,22 +49,24 @@ def select_small_batch(
     groups = sources[pool].tolist() if budget_mode != "none" else [0] * len(pool)
     sizes = {g: groups.count(g) for g in sorted(set(groups))}
     budgets = group_budgets(sizes, budget_left, budget_mode) if budget_mode != "none" else {0: budget_left}
+    members = {g: pool[torch.tensor([x == g for x in groups], device=pool.device)] for g, k in budgets.items() if k}
+    means = features.means([(torch.arange(len(features), device=pool.device), None)]
+                           + [(rows, None) for rows in members.values()])
+    if not torch.isfinite(means[0]).all():
+        raise ValueError("gradient features contain NaN/inf: lower learning_rate or zo_eps, or check the loss")
     indices, weights = [kept], [torch.ones(len(kept), device=features.device)]
-    for group, k in budgets.items():
-        if k == 0:
-            continue
-        members = pool[torch.tensor([g == group for g in groups], device=pool.device)]
-        x = features[members]
-        x = x[:, sparsify(x, zo_dim, how, seed)]
-        result = facility_location(x, k=k, metric=similarity)
-        indices.append(members[result.indices])
+    for (group, rows), mean in zip(members.items(), means[1:]):
+        x = features.take(rows, sparsify(mean, zo_dim, how, seed))
+        result = facility_location(x, k=budgets[group], metric=similarity)
+        indices.append(rows[result.indices])
         weights.append(result.weights.to(features.device))
     return SmallBatch(torch.cat(indices), torch.cat(weights), budgets)
 
 
-def matching_error(features: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor | None = None) -> float:
+def matching_error(features: torch.Tensor | FeatureMatrix, indices: torch.Tensor,
+                   weights: torch.Tensor | None = None) -> float:
     """|mean_S f - mean_B f| / |mean_B f|; a weighted mean over S when ``weights`` are given."""
-    target = features.mean(0)
-    chosen = features[indices]
-    approx = chosen.mean(0) if weights is None else (weights[:, None] * chosen).sum(0) / weights.sum()
+    features = FeatureMatrix.of(features)
+    everything = torch.arange(len(features), device=indices.device)
+    target, approx = features.means([(everything, None), (indices, weights)])
     return float((approx - target).norm() / target.norm().clamp(min=1e-12))

@@ -2,10 +2,10 @@
 
 Each micro-step the dataloader yields a LARGE batch (``ColmConfig.large_batch_size`` per device). The trainer
 computes zeroth-order per-example gradient features on a small parameter block (forward passes only),
-normalises them Adam-style with moments kept across steps, selects the small batch per source by facility
-location (``select_small_batch``) and runs forward + backward on the small batch only. Under DDP the large
-batch is the union over ranks: features and inputs are gathered, rank 0 selects, the choice is broadcast,
-and each rank trains on its share. The feature moments are saved in checkpoints (``colm_state.pt``).
+normalises them Adam-style with moments kept across steps (never forming the [B, D] feature matrix), selects
+the small batch per source by facility location (``select_small_batch``) and runs forward + backward on the
+small batch only. Under DDP the large batch is the union over ranks: the directional derivatives and inputs
+are gathered, rank 0 selects, the choice is broadcast, and each rank trains on its share. The feature moments are saved in checkpoints (``colm_state.pt``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from accelerate.utils import broadcast_object_list
 from transformers import DataCollatorForLanguageModeling, Trainer
 
 from hfdc.colm.config import ColmConfig
-from hfdc.colm.features import FeatureMoments, find_parameter_block, per_example_loss, zeroth_order_features
+from hfdc.colm.features import ZerothOrderFeatures, find_parameter_block, per_example_loss, zeroth_order_features
+from hfdc.colm.moments import FeatureMoments, raw_features
 from hfdc.colm.selection import matching_error, select_small_batch
 
 STATE_NAME = "colm_state.pt"
@@ -108,17 +109,16 @@ class ColmTrainer(Trainer):
         args = self.args
         sources = inputs.pop(SOURCE_KEY)
         start = time.perf_counter()
-        raw = zeroth_order_features(self.accelerator.unwrap_model(self.model), self.block, inputs, args.zo_eps,
-                                    seed=args.seed * 1_000_003 + self.moments.step, directions=args.zo_directions,
-                                    chunk_size=args.per_device_train_batch_size, reuse_prefix=args.zo_reuse_prefix)
+        estimates = zeroth_order_features(self.accelerator.unwrap_model(self.model), self.block, inputs, args.zo_eps,
+                                          seed=args.seed * 1_000_003 + self.moments.step,
+                                          directions=args.zo_directions, chunk_size=args.per_device_train_batch_size,
+                                          reuse_prefix=args.zo_reuse_prefix)
         world = self.accelerator.num_processes
-        if world > 1:
-            raw, sources = self.accelerator.gather(raw), self.accelerator.gather(sources)
+        if world > 1:  # the directions come from the same seed on every rank: only the slopes travel
+            slopes, sources = self.accelerator.gather(estimates.slopes), self.accelerator.gather(sources)
+            estimates = ZerothOrderFeatures(slopes, estimates.directions)
             inputs = self._gather_inputs(inputs)
-        if args.feature_optimizer == "adam":
-            features, m, v = self.moments.normalise(raw)
-        else:
-            features, m, v = raw, raw, raw * raw
+        features = self.moments.features(estimates) if args.feature_optimizer == "adam" else raw_features(estimates)
         budget = min(args.per_device_train_batch_size * world, len(features))  # a short last batch trains fewer
         keep = tuple(self.sources.index(s) for s in args.keep_sources)
         choice = [None]
@@ -128,9 +128,9 @@ class ColmTrainer(Trainer):
             choice = [(chosen.indices.cpu(), chosen.weights.cpu())]
         if world > 1:
             broadcast_object_list(choice, from_process=0)
-        indices, weights = (t.to(features.device) for t in choice[0])
-        self.moments.update(m[indices], v[indices])
+        indices, weights = (t.to(sources.device) for t in choice[0])
         self._record(features, sources, indices, weights, time.perf_counter() - start)
+        self.moments.update(estimates, indices)
         mine = slice(self.accelerator.process_index, None, world)
         small = {k: v[indices[mine]] for k, v in inputs.items()}
         if args.use_medoid_weights:
