@@ -162,3 +162,19 @@ def test_selection_on_blockwise_features_equals_selection_on_the_stored_matrix()
     b = select_small_batch(dense, sources, budget=10, keep_sources=(2,), zo_dim=20)
     assert torch.equal(a.indices, b.indices) and torch.equal(a.weights, b.weights)
     assert matching_error(lazy, a.indices, a.weights) == pytest.approx(matching_error(dense, a.indices, a.weights))
+
+
+@pytest.mark.parametrize("arch", ["phi", "gpt2"])
+def test_reusing_the_prefix_is_exact_on_other_architectures(arch):
+    import transformers
+
+    config = (transformers.PhiConfig(vocab_size=200, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                     num_attention_heads=4) if arch == "phi" else
+              transformers.GPT2Config(vocab_size=200, n_embd=32, n_layer=3, n_head=4, bos_token_id=1, eos_token_id=2))
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).double()
+    block = find_parameter_block(model, "v_proj" if arch == "phi" else "c_attn")
+    inputs = _inputs()
+    full = zeroth_order_features(model, block, inputs, reuse_prefix=False).dense()
+    assert torch.allclose(full, zeroth_order_features(model, block, inputs).dense(), rtol=1e-8, atol=1e-12)
+    assert full.abs().max() > 0
