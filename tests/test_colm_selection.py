@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from hfdc.colm import (FeatureMoments, ZerothOrderFeatures, find_parameter_block, matching_error, select_small_batch,
-                       zeroth_order_features)
+from hfdc.colm import (FeatureMoments, ZerothOrderFeatures, find_parameter_block, matching_error, matching_errors,
+                       select_small_batch, zeroth_order_features)
 from hfdc.colm.features import per_example_loss
 from hfdc.colm.moments import sparsify
 from hfdc.models import tiny
@@ -97,6 +97,11 @@ def test_matching_error_and_selection_beats_random_on_clusters():
     x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 2.0]])
     assert matching_error(x, torch.tensor([0, 2])) == pytest.approx(
         float(torch.tensor([0.5, 1.0]).sub(torch.tensor([1.0, 1.0])).norm() / torch.tensor([1.0, 1.0]).norm()))
+    weights = torch.tensor([1.0, 3.0])
+    assert matching_errors(x, [(torch.tensor([0, 2]), None), (torch.tensor([1, 3]), weights)]) == pytest.approx(
+        [matching_error(x, torch.tensor([0, 2])), matching_error(x, torch.tensor([1, 3]), weights)])
+    assert matching_error(x, torch.tensor([1, 3]), weights) == pytest.approx(
+        float((torch.tensor([0.75, 1.5]) - torch.tensor([1.0, 1.0])).norm() / torch.tensor([1.0, 1.0]).norm()))
     # weighted medoids of well-separated clusters reproduce the mean closely
     gen = torch.Generator().manual_seed(1)
     centres = torch.randn(4, 8, generator=gen) * 5

@@ -3,7 +3,7 @@
 from hfdc.colm.config import ColmConfig
 from hfdc.colm.features import ZerothOrderFeatures, find_parameter_block, zeroth_order_features
 from hfdc.colm.moments import FeatureMatrix, FeatureMoments
-from hfdc.colm.selection import matching_error, select_small_batch
+from hfdc.colm.selection import matching_error, matching_errors, select_small_batch
 from hfdc.colm.trainer import ColmTrainer, SourceCollator
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "ZerothOrderFeatures",
     "find_parameter_block",
     "matching_error",
+    "matching_errors",
     "select_small_batch",
     "zeroth_order_features",
 ]

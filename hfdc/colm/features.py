@@ -60,9 +60,13 @@ class ZerothOrderFeatures:
         """D, the size of the parameter block."""
         return self.directions.shape[1]
 
+    def entries(self, rows: torch.Tensor | slice, columns: torch.Tensor | slice) -> torch.Tensor:
+        """The g_i of ``rows`` on ``columns``: slopes[rows] @ directions[:, columns] / d."""
+        return self.slopes[rows].to(self.directions.dtype) @ self.directions[:, columns] / self.slopes.shape[1]
+
     def dense(self) -> torch.Tensor:
         """The [B, D] matrix of the g_i."""
-        return self.slopes.to(self.directions.dtype) @ self.directions / self.slopes.shape[1]
+        return self.entries(slice(None), slice(None))
 
 
 @torch.no_grad()

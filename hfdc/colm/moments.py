@@ -60,9 +60,7 @@ class FeatureMatrix:
 
 def raw_features(g: ZerothOrderFeatures) -> FeatureMatrix:
     """The zeroth-order estimates g_i themselves (feature_optimizer="sgd")."""
-    scale = 1 / g.slopes.shape[1]
-    return FeatureMatrix((len(g), g.dim), lambda rows, columns: g.slopes[rows] @ g.directions[:, columns] * scale,
-                         g.slopes.device)
+    return FeatureMatrix((len(g), g.dim), g.entries, g.slopes.device)
 
 
 class FeatureMoments:
@@ -78,10 +76,9 @@ class FeatureMoments:
         """The normalised features of ``g`` as a FeatureMatrix (two block-sized buffers per block read)."""
         b1, b2, eps, t = self.beta1, self.beta2, self.eps, self.step + 1
         m, v = self.m.to(g.slopes.device), self.v.to(g.slopes.device)
-        scale = 1 / g.slopes.shape[1]
 
         def block(rows, columns):
-            out = g.slopes[rows] @ g.directions[:, columns] * scale  # g_i on these columns
+            out = g.entries(rows, columns)
             root = out.square().mul_(1 - b2).add_(v[columns], alpha=b2).div_(1 - b2**t).sqrt_().add_(eps)
             return out.mul_(1 - b1).add_(m[columns], alpha=b1).div_(1 - b1**t).div_(root)
 

@@ -63,10 +63,18 @@ def select_small_batch(
     return SmallBatch(torch.cat(indices), torch.cat(weights), budgets)
 
 
+def matching_errors(features: torch.Tensor | FeatureMatrix,
+                    subsets: list[tuple[torch.Tensor, torch.Tensor | None]]) -> list[float]:
+    """|mean_S f - mean_B f| / |mean_B f| for each (S, weights) of ``subsets`` (a weighted mean over S when the
+    weights are not None), from one pass over the features."""
+    features = FeatureMatrix.of(features)
+    everything = torch.arange(len(features), device=subsets[0][0].device)
+    target, *approx = features.means([(everything, None), *subsets])
+    scale = target.norm().clamp(min=1e-12)
+    return [float((a - target).norm() / scale) for a in approx]
+
+
 def matching_error(features: torch.Tensor | FeatureMatrix, indices: torch.Tensor,
                    weights: torch.Tensor | None = None) -> float:
-    """|mean_S f - mean_B f| / |mean_B f|; a weighted mean over S when ``weights`` are given."""
-    features = FeatureMatrix.of(features)
-    everything = torch.arange(len(features), device=indices.device)
-    target, approx = features.means([(everything, None), (indices, weights)])
-    return float((approx - target).norm() / target.norm().clamp(min=1e-12))
+    """|mean_S f - mean_B f| / |mean_B f| for the rows S = ``indices`` (``matching_errors`` for one subset)."""
+    return matching_errors(features, [(indices, weights)])[0]

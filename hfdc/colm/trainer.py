@@ -5,7 +5,8 @@ computes zeroth-order per-example gradient features on a small parameter block (
 normalises them Adam-style with moments kept across steps (never forming the [B, D] feature matrix), selects
 the small batch per source by facility location (``select_small_batch``) and runs forward + backward on the
 small batch only. Under DDP the large batch is the union over ranks: the directional derivatives and inputs
-are gathered, rank 0 selects, the choice is broadcast, and each rank trains on its share. The feature moments are saved in checkpoints (``colm_state.pt``).
+are gathered, rank 0 selects, the choice is broadcast, and each rank trains on its share. The feature moments
+are saved in checkpoints (``colm_state.pt``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from transformers import DataCollatorForLanguageModeling, Trainer
 from hfdc.colm.config import ColmConfig
 from hfdc.colm.features import ZerothOrderFeatures, find_parameter_block, per_example_loss, zeroth_order_features
 from hfdc.colm.moments import FeatureMoments, raw_features
-from hfdc.colm.selection import matching_error, select_small_batch
+from hfdc.colm.selection import matching_errors, select_small_batch
 
 STATE_NAME = "colm_state.pt"
 SOURCE_KEY = "colm_source"
@@ -151,10 +152,11 @@ class ColmTrainer(Trainer):
         random = torch.randperm(len(features), generator=generator)[: len(indices)].to(features.device)
         use_w = weights if self.args.use_medoid_weights else None
         picked = sources[indices].tolist()
+        selected_error, random_error = matching_errors(features, [(indices, use_w), (random, None)])
         entry = {
             "colm/selection_time_s": seconds,
-            "colm/matching_error": matching_error(features, indices, use_w),
-            "colm/random_matching_error": matching_error(features, random),
+            "colm/matching_error": selected_error,
+            "colm/random_matching_error": random_error,
             **{f"colm/selected_{name}": picked.count(i) for i, name in enumerate(self.sources)},
         }
         self._colm_logs.append(entry)
