@@ -29,6 +29,8 @@ demo: $(STAMP)
 	$(BIN)/hfdc demo --output_dir outputs
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 bench: $(STAMP)

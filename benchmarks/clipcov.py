@@ -19,16 +19,27 @@ import torch
 from benchmarks.common import machine, peak_rss_mb, write_result
 
 # (row name, method, uses the pool's true labels as classes instead of the proxy's zero-shot classes)
-METHODS = (("clipcov", "clipcov", False), ("clipcov (true labels)", "clipcov", True), ("random", "random", False),
-           ("clip_score", "clip_score", False), ("semdedup", "semdedup", False))
+METHODS = (
+    ("clipcov", "clipcov", False),
+    ("clipcov (true labels)", "clipcov", True),
+    ("random", "random", False),
+    ("clip_score", "clip_score", False),
+    ("semdedup", "semdedup", False),
+)
 
 
 def templates(count: int = 48, seed: int = 0) -> list[str]:
     """Caption-like prompt templates "a <color> {} <relation> a small <color> <shape>" from the shapes vocabulary."""
     from hfdc.data.shapes import COLORS, RELATIONS, SHAPES
 
-    every = [f"a {c} {{}} {r} a small {c2} {s}" for c in COLORS for r in RELATIONS for c2 in COLORS
-             for s in SHAPES if c2 != c]
+    every = [
+        f"a {c} {{}} {r} a small {c2} {s}"
+        for c in COLORS
+        for r in RELATIONS
+        for c2 in COLORS
+        for s in SHAPES
+        if c2 != c
+    ]
     return [every[i] for i in np.random.default_rng(seed).choice(len(every), count, replace=False)]
 
 
@@ -45,7 +56,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from hfdc.clipcov.cli import new_clip, proxy_clip, load_splits
+    from hfdc.clipcov.cli import load_splits, new_clip, proxy_clip
     from hfdc.clipcov.config import ClipCovConfig
     from hfdc.clipcov.dataset import class_names_of, select_dataset
     from hfdc.clipcov.embed import clip_embeddings
@@ -53,10 +64,22 @@ def main():
 
     prompts = templates()
     config = ClipCovConfig(
-        output_dir="outputs/benchmarks/clipcov", n_train=args.n_train, n_validation=args.n_proxy, n_test=args.n_test,
-        prompt_templates=prompts, proxy_epochs=args.proxy_epochs, num_train_epochs=args.epochs,
-        per_device_train_batch_size=64, learning_rate=3e-3, warmup_steps=0.1, weight_decay=0.1,
-        save_strategy="no", logging_steps=10_000, disable_tqdm=True, seed=0)
+        output_dir="outputs/benchmarks/clipcov",
+        n_train=args.n_train,
+        n_validation=args.n_proxy,
+        n_test=args.n_test,
+        prompt_templates=prompts,
+        proxy_epochs=args.proxy_epochs,
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=64,
+        learning_rate=3e-3,
+        warmup_steps=0.1,
+        weight_decay=0.1,
+        save_strategy="no",
+        logging_steps=10_000,
+        disable_tqdm=True,
+        seed=0,
+    )
     pool, proxy_data, test = load_splits(config)
     names = class_names_of(test, "label")
     start = time.perf_counter()
@@ -73,19 +96,38 @@ def main():
             for seed in range(args.seeds):
                 begin = time.perf_counter()
                 source = embeddings.add_column("label", pool["label"]) if use_labels else embeddings
-                result = select_dataset(source, fraction, proxy, processor, method, class_names=names,
-                                        prompt_templates=prompts, seed=seed, label_column="label" if use_labels else None,
-                                        **({"block_size": 20} if method == "clipcov" else {}))
+                result = select_dataset(
+                    source,
+                    fraction,
+                    proxy,
+                    processor,
+                    method,
+                    class_names=names,
+                    prompt_templates=prompts,
+                    seed=seed,
+                    label_column="label" if use_labels else None,
+                    **({"block_size": 20} if method == "clipcov" else {}),
+                )
                 select_seconds = time.perf_counter() - begin
                 subset = pool.select(result.indices)
                 model, model_processor = new_clip("tiny", seed)
-                stage = dataclasses.replace(config, output_dir=f"{config.output_dir}/{method}-{fraction}-{seed}", seed=seed)
+                stage = dataclasses.replace(
+                    config, output_dir=f"{config.output_dir}/{method}-{fraction}-{seed}", seed=seed
+                )
                 train_clip(model, model_processor, subset, stage, caption_column="noisy_caption")
                 accuracy = zero_shot_accuracy(model, model_processor, test, names, prompts)
-                runs.append({"method": name, "fraction": fraction, "seed": seed, "zero_shot_accuracy": accuracy,
-                             "noisy_caption_fraction": float(noisy[result.indices].mean()),
-                             "min_class_share": min(result.per_class.values()) / len(result),
-                             "select_seconds": select_seconds, "train_and_eval_seconds": time.perf_counter() - begin - select_seconds})
+                runs.append(
+                    {
+                        "method": name,
+                        "fraction": fraction,
+                        "seed": seed,
+                        "zero_shot_accuracy": accuracy,
+                        "noisy_caption_fraction": float(noisy[result.indices].mean()),
+                        "min_class_share": min(result.per_class.values()) / len(result),
+                        "select_seconds": select_seconds,
+                        "train_and_eval_seconds": time.perf_counter() - begin - select_seconds,
+                    }
+                )
                 print(runs[-1], flush=True)
 
     rows = []
@@ -94,23 +136,40 @@ def main():
         for method, _, _ in METHODS:
             mine = [r for r in runs if r["method"] == method and r["fraction"] == fraction]
             accuracy = [r["zero_shot_accuracy"] for r in mine]
-            row = {"method": method, "fraction": fraction, "subset_rows": round(fraction * len(pool)),
-                   "seeds": len(mine), "zero_shot_accuracy_mean": round(statistics.mean(accuracy), 4),
-                   "zero_shot_accuracy_std": round(statistics.stdev(accuracy), 4) if len(accuracy) > 1 else 0.0,
-                   "zero_shot_accuracy_per_seed": [round(a, 4) for a in accuracy],
-                   "noisy_caption_fraction": round(statistics.mean(r["noisy_caption_fraction"] for r in mine), 4),
-                   "select_seconds_median": round(statistics.median(r["select_seconds"] for r in mine), 3),
-                   "train_and_eval_seconds_median": round(statistics.median(r["train_and_eval_seconds"] for r in mine), 1)}
+            row = {
+                "method": method,
+                "fraction": fraction,
+                "subset_rows": round(fraction * len(pool)),
+                "seeds": len(mine),
+                "zero_shot_accuracy_mean": round(statistics.mean(accuracy), 4),
+                "zero_shot_accuracy_std": round(statistics.stdev(accuracy), 4) if len(accuracy) > 1 else 0.0,
+                "zero_shot_accuracy_per_seed": [round(a, 4) for a in accuracy],
+                "noisy_caption_fraction": round(statistics.mean(r["noisy_caption_fraction"] for r in mine), 4),
+                "select_seconds_median": round(statistics.median(r["select_seconds"] for r in mine), 3),
+                "train_and_eval_seconds_median": round(
+                    statistics.median(r["train_and_eval_seconds"] for r in mine), 1
+                ),
+            }
             if method == "random":
                 baseline = row["zero_shot_accuracy_mean"]
             rows.append(row)
         for row in rows:
             if row["fraction"] == fraction and baseline:
                 row["accuracy_ratio_vs_random"] = round(row["zero_shot_accuracy_mean"] / baseline, 3)
-    rows.append({"method": "proxy (trained on the disjoint split)", "fraction": None, "subset_rows": args.n_proxy,
-                 "zero_shot_accuracy_mean": round(proxy_accuracy, 4), "noisy_caption_fraction": round(float(noisy.mean()), 4),
-                 "seconds": round(proxy_seconds, 1), "chance": round(1 / len(names), 4),
-                 "epochs": args.epochs, "proxy_epochs": args.proxy_epochs, "peak_rss_mb": round(peak_rss_mb())})
+    rows.append(
+        {
+            "method": "proxy (trained on the disjoint split)",
+            "fraction": None,
+            "subset_rows": args.n_proxy,
+            "zero_shot_accuracy_mean": round(proxy_accuracy, 4),
+            "noisy_caption_fraction": round(float(noisy.mean()), 4),
+            "seconds": round(proxy_seconds, 1),
+            "chance": round(1 / len(names), 4),
+            "epochs": args.epochs,
+            "proxy_epochs": args.proxy_epochs,
+            "peak_rss_mb": round(peak_rss_mb()),
+        }
+    )
     print(machine())
     write_result("clipcov", rows)
 

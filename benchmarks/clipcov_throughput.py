@@ -11,6 +11,7 @@ import argparse
 import os
 import resource
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -26,10 +27,10 @@ def synthetic_pairs(rows: int, classes: int, dim: int, seed: int = 0, chunk: int
     image = np.empty((rows, dim), dtype=np.float16)
     text = np.empty((rows, dim), dtype=np.float16)
     for start in range(0, rows, chunk):
-        c = centres[labels[start:start + chunk]]
+        c = centres[labels[start : start + chunk]]
         img = c + 1.5 * rng.standard_normal(c.shape, dtype=np.float32)
-        image[start:start + chunk] = img
-        text[start:start + chunk] = img + 1.5 * rng.standard_normal(c.shape, dtype=np.float32)
+        image[start : start + chunk] = img
+        text[start : start + chunk] = img + 1.5 * rng.standard_normal(c.shape, dtype=np.float32)
     return image, text, labels, centres
 
 
@@ -60,22 +61,38 @@ def main():
     image, text, labels, centres = synthetic_pairs(args.rows, args.classes, args.dim)
     rss_data = peak_rss_mb()
     rows = []
-    configs = [("clipcov (threshold 0, penalty max)", {}),
-               ("clipcov (threshold off, penalty mean)", {"threshold": None, "penalty": "mean"}),
-               ("clip_score baseline", None)]
+    configs = [
+        ("clipcov (threshold 0, penalty max)", {}),
+        ("clipcov (threshold off, penalty mean)", {"threshold": None, "penalty": "mean"}),
+        ("clip_score baseline", None),
+    ]
     for name, kwargs in configs:
         if kwargs is None:
-            run = lambda: baselines.clip_score(image, text, args.fraction, seed=0)  # noqa: E731
+            result, wall, cpu, load = timed(lambda: baselines.clip_score(image, text, args.fraction, seed=0))
         else:
-            run = lambda kwargs=kwargs: select(image, text, args.fraction, labels=labels,  # noqa: E731
-                                               class_text_embeds=centres, **kwargs)
-        result, wall, cpu, load = timed(run)
-        rows.append({"method": name, "rows": args.rows, "classes": args.classes, "dim": args.dim,
-                     "dtype": "float16", "fraction": args.fraction, "threads": args.threads,
-                     "selected": len(result), "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
-                     "cpu_seconds_per_thread": round(cpu / args.threads, 1), "load_average_1min_after": round(load, 1),
-                     "peak_rss_mb": round(peak_rss_mb()), "data_rss_mb": round(rss_data),
-                     "meets_2min_wall": wall < 120, "meets_4gb": peak_rss_mb() < 4096})
+            result, wall, cpu, load = timed(
+                partial(select, image, text, args.fraction, labels=labels, class_text_embeds=centres, **kwargs)
+            )
+        rows.append(
+            {
+                "method": name,
+                "rows": args.rows,
+                "classes": args.classes,
+                "dim": args.dim,
+                "dtype": "float16",
+                "fraction": args.fraction,
+                "threads": args.threads,
+                "selected": len(result),
+                "wall_seconds": round(wall, 1),
+                "cpu_seconds": round(cpu, 1),
+                "cpu_seconds_per_thread": round(cpu / args.threads, 1),
+                "load_average_1min_after": round(load, 1),
+                "peak_rss_mb": round(peak_rss_mb()),
+                "data_rss_mb": round(rss_data),
+                "meets_2min_wall": wall < 120,
+                "meets_4gb": peak_rss_mb() < 4096,
+            }
+        )
         print(rows[-1], flush=True)
     print(machine())
     write_result("clipcov_throughput", rows)

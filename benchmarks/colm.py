@@ -29,14 +29,14 @@ COLM_ARMS = {"colm": {}, "colm_weighted": {"use_medoid_weights": True}, "colm_8_
 ARMS = ("small", "large", *COLM_ARMS)
 TRUE_GRADIENT_BATCHES = 6
 SMALL, LARGE = 16, 32
-MODEL = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
-             num_key_value_heads=2)
+MODEL = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2)
 
 
 def _rss_mb(field: str) -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) / 1024
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
@@ -107,13 +107,28 @@ def train_arm(arm: str, steps: int, seed: int, cold: bool = False) -> dict:
     data = load_mixture("sentiment", seed=seed)
     train = tokenize_mixture(data["train"], tokenizer, "{text}", "source", 64)
     validation = tokenize_mixture(data["validation"], tokenizer, "{text}", "source", 64).remove_columns("source")
-    common = dict(output_dir=tempfile.mkdtemp(), max_steps=steps, learning_rate=3e-3, logging_steps=5,
-                  report_to="none", use_cpu=True, save_strategy="no", eval_strategy="no", seed=seed,
-                  per_device_eval_batch_size=64, disable_tqdm=True)
+    common = dict(
+        output_dir=tempfile.mkdtemp(),
+        max_steps=steps,
+        learning_rate=3e-3,
+        logging_steps=5,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        eval_strategy="no",
+        seed=seed,
+        per_device_eval_batch_size=64,
+        disable_tqdm=True,
+    )
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
     if arm.startswith("colm"):
-        args = ColmConfig(per_device_train_batch_size=SMALL, selection_ratio=SMALL / LARGE, keep_sources=["support"],
-                          **COLM_ARMS[arm], **common)
+        args = ColmConfig(
+            per_device_train_batch_size=SMALL,
+            selection_ratio=SMALL / LARGE,
+            keep_sources=["support"],
+            **COLM_ARMS[arm],
+            **common,
+        )
         trainer = ColmTrainer(model=model, args=args, train_dataset=train, data_collator=collator)
     else:
         args = TrainingArguments(per_device_train_batch_size=SMALL if arm == "small" else LARGE, **common)
@@ -126,10 +141,15 @@ def train_arm(arm: str, steps: int, seed: int, cold: bool = False) -> dict:
     if cold:
         return {"peak_rss_growth_cold_mb": round(peak, 1)}
     eval_loss = trainer.evaluate(validation)["eval_loss"]
-    row = {"arm": arm, "trained_batch": SMALL if arm != "large" else LARGE,
-           "looked_at_batch": LARGE if arm != "small" else SMALL, "steps": steps,
-           "peak_rss_growth_mb": round(peak, 1), "s_per_step": round(output.metrics["train_runtime"] / steps, 3),
-           "final_eval_loss": round(eval_loss, 4)}
+    row = {
+        "arm": arm,
+        "trained_batch": SMALL if arm != "large" else LARGE,
+        "looked_at_batch": LARGE if arm != "small" else SMALL,
+        "steps": steps,
+        "peak_rss_growth_mb": round(peak, 1),
+        "s_per_step": round(output.metrics["train_runtime"] / steps, 3),
+        "final_eval_loss": round(eval_loss, 4),
+    }
     if arm.startswith("colm"):
         selection = mean_selection_metrics(trainer.state.log_history)
         row["matching_error"] = round(selection["colm/matching_error"], 4)
@@ -157,8 +177,23 @@ def main() -> None:
         for seed in args.seeds:
             run = {}
             for cold in ([], ["--cold"]):
-                out = subprocess.run([sys.executable, "-m", "benchmarks.colm", "--arm", arm, "--steps", str(args.steps),
-                                      "--seeds", str(seed), *cold], check=True, capture_output=True, text=True).stdout
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.colm",
+                        "--arm",
+                        arm,
+                        "--steps",
+                        str(args.steps),
+                        "--seeds",
+                        str(seed),
+                        *cold,
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
                 run.update(json.loads(out.strip().splitlines()[-1]))
             runs.append(run)
             print(run, flush=True)
@@ -175,7 +210,8 @@ def main() -> None:
         if "matching_error" in row:
             row["matching_error_vs_random"] = round(row["matching_error"] / row["random_matching_error"], 3)
             row["true_gradient_matching_error_vs_random"] = round(
-                row["true_gradient_matching_error"] / row["random_true_gradient_matching_error"], 3)
+                row["true_gradient_matching_error"] / row["random_true_gradient_matching_error"], 3
+            )
     from benchmarks.common import write_result
 
     write_result("colm", rows)

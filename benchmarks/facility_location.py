@@ -51,16 +51,32 @@ def compare_submodlib(x: torch.Tensor, k: int, repeats: int, peer_repeats: int) 
 
     def peer():
         f = FacilityLocationFunction(n=len(data), mode="dense", data=data, metric="cosine")
-        picks = f.maximize(budget=k, optimizer="LazyGreedy", stopIfZeroGain=False, stopIfNegativeGain=False,
-                           verbose=False, show_progress=False)
+        picks = f.maximize(
+            budget=k,
+            optimizer="LazyGreedy",
+            stopIfZeroGain=False,
+            stopIfNegativeGain=False,
+            verbose=False,
+            show_progress=False,
+        )
         return [i for i, _ in picks]
 
     ours_s, ours = median_time(lambda: facility_location(x, k=k, metric="cosine"), repeats)
     peer_s, theirs = median_time(peer, peer_repeats)
     ours_obj = facility_location_objective(ours.indices, x, metric="cosine")
     peer_obj = facility_location_objective(torch.tensor(theirs), x, metric="cosine")
-    return _row("submodlib-py", x, k, ours_s, peer_s, ours_obj, peer_obj, ours.indices.tolist() == theirs,
-                repeats, peer_repeats)
+    return _row(
+        "submodlib-py",
+        x,
+        k,
+        ours_s,
+        peer_s,
+        ours_obj,
+        peer_obj,
+        ours.indices.tolist() == theirs,
+        repeats,
+        peer_repeats,
+    )
 
 
 def compare_apricot(x: torch.Tensor, k: int, repeats: int, peer_repeats: int) -> dict:
@@ -76,8 +92,18 @@ def compare_apricot(x: torch.Tensor, k: int, repeats: int, peer_repeats: int) ->
     sim = squared_cosine(x)
     ours_obj = facility_location_objective(ours.indices, similarity=sim)
     peer_obj = facility_location_objective(torch.tensor(theirs), similarity=sim)
-    return _row("apricot-select", x, k, ours_s, peer_s, ours_obj, peer_obj, ours.indices.tolist() == theirs,
-                repeats, peer_repeats)
+    return _row(
+        "apricot-select",
+        x,
+        k,
+        ours_s,
+        peer_s,
+        ours_obj,
+        peer_obj,
+        ours.indices.tolist() == theirs,
+        repeats,
+        peer_repeats,
+    )
 
 
 def _row(peer, x, k, ours_s, peer_s, ours_obj, peer_obj, same, repeats, peer_repeats) -> dict:
@@ -101,9 +127,17 @@ def big_run(n: int, d: int, k: int, epsilon: float, memory_mb: float) -> dict:
     code = BIG_RUN.format(n=n, d=d, k=k, epsilon=epsilon, memory_mb=memory_mb)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     measured = json.loads(out.strip().splitlines()[-1])
-    row = {"peer": "none (memory-bounded run)", "n": n, "d": d, "k": k, "optimizer": f"stochastic eps={epsilon}",
-           "hfdc_s": round(measured["time_s"], 1), "peak_rss_mb": round(measured["peak_rss_mb"]),
-           "objective": round(measured["objective"], 1), "memory_mb": memory_mb}
+    row = {
+        "peer": "none (memory-bounded run)",
+        "n": n,
+        "d": d,
+        "k": k,
+        "optimizer": f"stochastic eps={epsilon}",
+        "hfdc_s": round(measured["time_s"], 1),
+        "peak_rss_mb": round(measured["peak_rss_mb"]),
+        "objective": round(measured["objective"], 1),
+        "memory_mb": memory_mb,
+    }
     print(row, flush=True)
     return row
 

@@ -31,7 +31,12 @@ SEEDS = (0, 1, 2, 3, 4)
 BUDGETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 SCENARIOS = {
     "peer verifier (default)": {},
-    "strong independent verifier": {"verifier_alpha": 4.0, "verifier_beta": 1.0, "verifier_correlation": 0.2, "verifier_shared_errors": 0.2},
+    "strong independent verifier": {
+        "verifier_alpha": 4.0,
+        "verifier_beta": 1.0,
+        "verifier_correlation": 0.2,
+        "verifier_shared_errors": 0.2,
+    },
     "confident hallucinations": {"target_concentration": 0.3},
     "weak verifier": {"verifier_alpha": 1.0, "verifier_beta": 3.0},
     "copy verifier (uninformative)": {"verifier_mode": "copy"},
@@ -55,23 +60,46 @@ def one_run(overrides: dict, seed: int) -> list[dict]:
     config, f = splits_for(overrides, seed)
     val, test = f["validation"], f["test"]
     single = {r["method"]: r for r in single_score_rows(test)}
-    rows = [{"method": m, "budget": None, "auroc": single[m]["auroc"], "aurac": single[m]["aurac"], "verifier_fraction": 0.0 if m == "semantic_entropy" else 1.0}
-            for m in ("semantic_entropy", "cross_consistency")]
+    rows = [
+        {
+            "method": m,
+            "budget": None,
+            "auroc": single[m]["auroc"],
+            "aurac": single[m]["aurac"],
+            "verifier_fraction": 0.0 if m == "semantic_entropy" else 1.0,
+        }
+        for m in ("semantic_entropy", "cross_consistency")
+    ]
     rng = np.random.default_rng(seed)
     for budget in BUDGETS:
         start = time.perf_counter()
         detector = TwoStageDetector(budget=budget, seed=seed).fit(val.x_self, val.x_cross, val.labels)
         fit_s = time.perf_counter() - start
         out = detector.predict(test.x_self, test.x_cross)
-        rows.append({"method": "two_stage", "budget": budget, "auroc": auroc(out.scores, test.labels), "aurac": aurac(out.scores, test.labels),
-                     "verifier_fraction": float(out.called_verifier.mean()), "fit_s": fit_s})
+        rows.append(
+            {
+                "method": "two_stage",
+                "budget": budget,
+                "auroc": auroc(out.scores, test.labels),
+                "aurac": aurac(out.scores, test.labels),
+                "verifier_fraction": float(out.called_verifier.mean()),
+                "fit_s": fit_s,
+            }
+        )
         # random routing of the same number of test questions, same combiners
         cross = detector.cross_combiner.predict_proba(np.hstack([test.x_self, test.x_cross]))
         chosen = rng.permutation(len(test.labels))[: out.verifier_calls]
         mixed = out.self_scores.copy()
         mixed[chosen] = cross[chosen]
-        rows.append({"method": "random_routing", "budget": budget, "auroc": auroc(mixed, test.labels), "aurac": aurac(mixed, test.labels),
-                     "verifier_fraction": out.verifier_calls / len(test.labels)})
+        rows.append(
+            {
+                "method": "random_routing",
+                "budget": budget,
+                "auroc": auroc(mixed, test.labels),
+                "aurac": aurac(mixed, test.labels),
+                "verifier_fraction": out.verifier_calls / len(test.labels),
+            }
+        )
     error_rate = float(test.labels.mean())
     return [dict(row, seed=seed, hallucination_rate=error_rate) for row in rows]
 
@@ -84,12 +112,16 @@ def summarise(scenario: str, overrides: dict, runs: list[dict]) -> list[dict]:
         group = [r for r in runs if r["method"] == method and r["budget"] == budget]
         ratios = [r["auroc"] / full[r["seed"]] for r in group]
         row = {
-            "scenario": scenario, "method": method, "budget": budget,
+            "scenario": scenario,
+            "method": method,
+            "budget": budget,
             "auroc_median": statistics.median(r["auroc"] for r in group),
-            "auroc_min": min(r["auroc"] for r in group), "auroc_max": max(r["auroc"] for r in group),
+            "auroc_min": min(r["auroc"] for r in group),
+            "auroc_max": max(r["auroc"] for r in group),
             "aurac_median": statistics.median(r["aurac"] for r in group),
             "fraction_of_full_cross_auroc_median": statistics.median(ratios),
-            "fraction_of_full_cross_auroc_min": min(ratios), "fraction_of_full_cross_auroc_max": max(ratios),
+            "fraction_of_full_cross_auroc_min": min(ratios),
+            "fraction_of_full_cross_auroc_max": max(ratios),
             "verifier_fraction_median": statistics.median(r["verifier_fraction"] for r in group),
             "hallucination_rate_median": statistics.median(r["hallucination_rate"] for r in group),
             "seeds": len(group),
@@ -99,8 +131,14 @@ def summarise(scenario: str, overrides: dict, runs: list[dict]) -> list[dict]:
         out.append(row)
     curve = [r for r in out if r["method"] == "two_stage"]
     reach = [r["budget"] for r in curve if r["fraction_of_full_cross_auroc_median"] >= 0.97]
-    out.append({"scenario": scenario, "method": "summary", "simulation": {**_defaults(), **overrides},
-                "smallest_budget_reaching_97pct_of_full_cross_auroc": min(reach) if reach else None})
+    out.append(
+        {
+            "scenario": scenario,
+            "method": "summary",
+            "simulation": {**_defaults(), **overrides},
+            "smallest_budget_reaching_97pct_of_full_cross_auroc": min(reach) if reach else None,
+        }
+    )
     return out
 
 
@@ -119,9 +157,18 @@ def plot(rows: list[dict], path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(13, 7), dpi=110, sharex=True)
     for ax, scenario in zip(axes.ravel(), SCENARIOS):
         sub = [r for r in rows if r.get("scenario") == scenario]
-        for method, style, label in (("two_stage", "o-", "two-stage (band fitted on validation)"), ("random_routing", "s--", "random routing, same calls")):
+        for method, style, label in (
+            ("two_stage", "o-", "two-stage (band fitted on validation)"),
+            ("random_routing", "s--", "random routing, same calls"),
+        ):
             curve = sorted((r for r in sub if r["method"] == method), key=lambda r: r["budget"])
-            ax.plot([r["verifier_fraction_median"] * 100 for r in curve], [r["auroc_median"] for r in curve], style, ms=3, label=label)
+            ax.plot(
+                [r["verifier_fraction_median"] * 100 for r in curve],
+                [r["auroc_median"] for r in curve],
+                style,
+                ms=3,
+                label=label,
+            )
         full = next(r["auroc_median"] for r in sub if r["method"] == "two_stage" and r["budget"] == 1.0)
         ax.axhline(full * 0.97, color="grey", ls=":", lw=1, label="97% of full cross-consistency")
         se = next(r["auroc_median"] for r in sub if r["method"] == "semantic_entropy")
@@ -146,12 +193,23 @@ def main() -> None:
         runs = [row for seed in SEEDS for row in one_run(overrides, seed)]
         rows += summarise(scenario, overrides, runs)
         summary = rows[-1]
-        print(f"{scenario}: 97% of full cross AUROC from budget {summary['smallest_budget_reaching_97pct_of_full_cross_auroc']}")
+        print(
+            f"{scenario}: 97% of full cross AUROC from budget {summary['smallest_budget_reaching_97pct_of_full_cross_auroc']}"
+        )
         for r in rows[:-1]:
             if r["scenario"] == scenario and r["method"] in ("two_stage", "semantic_entropy", "cross_consistency"):
-                print(f"  {r['method']:18s} budget={r['budget']} AUROC {r['auroc_median']:.4f} ({r['fraction_of_full_cross_auroc_median']:.1%} of full)"
-                      f" verifier {r['verifier_fraction_median']:.1%}")
-    rows.append({"method": "run", "wall_seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb(), "machine": machine()})
+                print(
+                    f"  {r['method']:18s} budget={r['budget']} AUROC {r['auroc_median']:.4f} ({r['fraction_of_full_cross_auroc_median']:.1%} of full)"
+                    f" verifier {r['verifier_fraction_median']:.1%}"
+                )
+    rows.append(
+        {
+            "method": "run",
+            "wall_seconds": time.perf_counter() - start,
+            "peak_rss_mb": peak_rss_mb(),
+            "machine": machine(),
+        }
+    )
     plot(rows, RESULTS / "hallucination.png")
     write_result("hallucination", rows)
 

@@ -14,9 +14,19 @@ from benchmarks.common import mean_std, peak_rss_mb, quiet, write_result
 
 DATA = dict(n_train=400, n_validation=10, n_test=1000, dim=50, noise_std=0.2, missing_easy_fraction=0.3)
 TRAIN = dict(
-    num_train_epochs=40, separation_epoch=2, learning_rate=0.5, optim="sgd", lr_scheduler_type="constant",
-    weight_decay=0.0, max_grad_norm=0.0, per_device_train_batch_size=50, per_device_eval_batch_size=1000,
-    save_strategy="no", logging_strategy="no", disable_tqdm=True, use_cpu=True,
+    num_train_epochs=40,
+    separation_epoch=2,
+    learning_rate=0.5,
+    optim="sgd",
+    lr_scheduler_type="constant",
+    weight_decay=0.0,
+    max_grad_norm=0.0,
+    per_device_train_batch_size=50,
+    per_device_eval_batch_size=1000,
+    save_strategy="no",
+    logging_strategy="no",
+    disable_tqdm=True,
+    use_cpu=True,
 )
 ARMS = {
     "GD": dict(selection="none"),
@@ -32,7 +42,9 @@ def run_arm(arm: dict, seed: int, data) -> dict:
     from hfdc.useful import UsefulConfig, train_useful
 
     with tempfile.TemporaryDirectory() as out:
-        config = UsefulConfig(output_dir=out, dataset_params={**DATA, "seed": seed}, seed=seed, data_seed=seed, **TRAIN, **arm)
+        config = UsefulConfig(
+            output_dir=out, dataset_params={**DATA, "seed": seed}, seed=seed, data_seed=seed, **TRAIN, **arm
+        )
         start = time.perf_counter()
         result = train_useful(config, data)
         seconds = time.perf_counter() - start
@@ -62,7 +74,15 @@ def main():
     rows = []
     for name, results in runs.items():
         row = {"method": name, "seeds": len(results)}
-        for key in ("test_accuracy", "test_accuracy_without_easy", "precision", "recall", "num_selected", "train_rows", "seconds"):
+        for key in (
+            "test_accuracy",
+            "test_accuracy_without_easy",
+            "precision",
+            "recall",
+            "num_selected",
+            "train_rows",
+            "seconds",
+        ):
             if key in results[0]:
                 mean, std = mean_std([float(r[key]) for r in results])
                 row[key] = round(mean, 4)
@@ -71,7 +91,14 @@ def main():
     base = next(r for r in rows if r["method"] == "GD")["test_accuracy"]
     for row in rows:
         row["accuracy_gain_vs_GD"] = round(row["test_accuracy"] - base, 4)
-    rows.append({"method": "all", "data": DATA, "training": {k: v for k, v in TRAIN.items() if k != "disable_tqdm"}, "peak_rss_mb": round(peak_rss_mb(), 1)})
+    rows.append(
+        {
+            "method": "all",
+            "data": DATA,
+            "training": {k: v for k, v in TRAIN.items() if k != "disable_tqdm"},
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+    )
     write_result("useful", rows)
 
 

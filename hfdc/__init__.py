@@ -9,8 +9,18 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "backends", "cli", "clipcov", "colm", "config", "data", "hallucination", "hub", "models",
-    "submodular", "tada", "useful",
+    "backends",
+    "cli",
+    "clipcov",
+    "colm",
+    "config",
+    "data",
+    "hallucination",
+    "hub",
+    "models",
+    "submodular",
+    "tada",
+    "useful",
 }
 
 

@@ -125,7 +125,9 @@ def parse_config(config_class, argv: list[str], prog: str = "hfdc"):
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(config_class, prog=prog)
-    parser.add_argument("--config", default=None, help="YAML recipe; its keys are the fields below; flags override it.")
+    parser.add_argument(
+        "--config", default=None, help="YAML recipe; its keys are the fields below; flags override it."
+    )
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)

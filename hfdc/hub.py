@@ -33,8 +33,19 @@ import hfdc
 logger = logging.getLogger(__name__)
 
 CARD_KEYS = (
-    "template", "method", "paper", "arxiv", "license", "tags", "base_model", "datasets", "pretty_name",
-    "description", "usage", "config", "figures",
+    "template",
+    "method",
+    "paper",
+    "arxiv",
+    "license",
+    "tags",
+    "base_model",
+    "datasets",
+    "pretty_name",
+    "description",
+    "usage",
+    "config",
+    "figures",
 )
 SECRET_KEY = re.compile(r"(^|_)(token|secret|password|api_?key)$", re.IGNORECASE)  # hub_token, not max_new_tokens
 REDACTED = "<redacted>"
@@ -55,7 +66,9 @@ def templates_dir(kind: str) -> Path:
 def _redact(value):
     """Replace the value of every secret-looking key (token, password, ...) in nested dicts/lists."""
     if isinstance(value, dict):
-        return {k: REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "") else _redact(v) for k, v in value.items()}
+        return {
+            k: REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "") else _redact(v) for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [_redact(v) for v in value]
     return value
@@ -70,7 +83,17 @@ def _check_card(card: dict) -> dict:
             not isinstance(card[key], (list, tuple)) or not all(isinstance(v, str) for v in card[key])
         ):
             raise TypeError(f"card[{key!r}] must be a list of strings, got {card[key]!r}.")
-    for key in ("template", "method", "paper", "arxiv", "license", "base_model", "pretty_name", "description", "usage"):
+    for key in (
+        "template",
+        "method",
+        "paper",
+        "arxiv",
+        "license",
+        "base_model",
+        "pretty_name",
+        "description",
+        "usage",
+    ):
         if card.get(key) is not None and not isinstance(card[key], str):
             raise TypeError(f"card[{key!r}] must be a string, got {type(card[key]).__name__}.")
     for key in ("config", "figures"):
@@ -90,12 +113,22 @@ def render_card(kind: str, card: dict | None, name: str, local: bool = False) ->
     pretty_name = card.get("pretty_name") or name.split("/")[-1]
     if kind == "model":
         card_class = ModelCard
-        data = ModelCardData(license=card.get("license", DEFAULT_LICENSE), tags=tags, base_model=card.get("base_model"),
-                             datasets=card.get("datasets"), pretty_name=pretty_name)
+        data = ModelCardData(
+            license=card.get("license", DEFAULT_LICENSE),
+            tags=tags,
+            base_model=card.get("base_model"),
+            datasets=card.get("datasets"),
+            pretty_name=pretty_name,
+        )
     else:
         card_class = DatasetCard
-        data = DatasetCardData(license=card.get("license", DEFAULT_LICENSE), tags=tags, source_datasets=card.get("datasets"),
-                               pretty_name=pretty_name, base_model=card.get("base_model"))
+        data = DatasetCardData(
+            license=card.get("license", DEFAULT_LICENSE),
+            tags=tags,
+            source_datasets=card.get("datasets"),
+            pretty_name=pretty_name,
+            base_model=card.get("base_model"),
+        )
     template = templates_dir(kind) / f"{card.get('template') or 'default'}.md"
     if not template.is_file():
         raise FileNotFoundError(
@@ -118,8 +151,10 @@ def render_card(kind: str, card: dict | None, name: str, local: bool = False) ->
     )
     parsed = card_class(str(rendered))  # re-parse: the front matter must load back into the card data class
     if parsed.data.to_dict() != data.to_dict():
-        raise ValueError(f"Card template {template} does not reproduce its metadata: put `{{{{ card_data }}}}` "
-                         "between the leading `---` lines.")
+        raise ValueError(
+            f"Card template {template} does not reproduce its metadata: put `{{{{ card_data }}}}` "
+            "between the leading `---` lines."
+        )
     return str(rendered)
 
 
@@ -172,11 +207,17 @@ def push_dataset(dataset, repo_id: str | None = None, output_dir=None, card: dic
     dataset.save_to_disk(str(folder))
     (folder / "README.md").write_text(readme, encoding="utf-8")
     if repo_id is not None:
+
         def upload(api: HfApi, token: str) -> str:
             # The card goes first: Dataset.push_to_hub then adds its dataset_info/configs to this README.
             api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
-            api.upload_file(path_or_fileobj=readme.encode(), path_in_repo="README.md", repo_id=repo_id,
-                            repo_type="dataset", commit_message="Add hfdc dataset card")
+            api.upload_file(
+                path_or_fileobj=readme.encode(),
+                path_in_repo="README.md",
+                repo_id=repo_id,
+                repo_type="dataset",
+                commit_message="Add hfdc dataset card",
+            )
             return dataset.push_to_hub(repo_id, token=token, commit_message="Upload dataset with hfdc").commit_url
 
         _push(repo_id, upload)
@@ -195,9 +236,12 @@ def push_model(model, repo_id: str | None = None, output_dir=None, card: dict | 
     model.save_pretrained(str(folder))
     (folder / "README.md").write_text(readme, encoding="utf-8")
     if repo_id is not None:
+
         def upload(api: HfApi, token: str) -> str:
             api.create_repo(repo_id, exist_ok=True)
-            return api.upload_folder(folder_path=folder, repo_id=repo_id, commit_message="Upload model with hfdc").commit_url
+            return api.upload_folder(
+                folder_path=folder, repo_id=repo_id, commit_message="Upload model with hfdc"
+            ).commit_url
 
         _push(repo_id, upload)
     return folder

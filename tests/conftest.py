@@ -1,7 +1,9 @@
-"""Test settings: offline, caches inside the project, small thread counts."""
+"""Test settings: offline, caches inside the project, small thread counts; the Hub / OpenAI server fixtures."""
 
 import os
 from pathlib import Path
+
+pytest_plugins = ["tests.hub_fixtures", "tests.openai_fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
 _CACHE = ROOT / ".cache" / "tests"

@@ -1,4 +1,4 @@
-"""Pytest fixtures for the local test Hub: ``from tests.hub_fixtures import hub_server``.
+"""Pytest fixtures for the local test Hub (registered in conftest.py: ask for ``hub_server``).
 
 The server runs in this process; talk to it from a subprocess started with :func:`hub_env`, because
 huggingface_hub, datasets and transformers read HF_ENDPOINT / HF_HUB_OFFLINE once at import and the suite
@@ -28,8 +28,14 @@ def hub_server(tmp_path_factory):
 def hub_env(endpoint: str, home: Path, token: str | None = FAKE_TOKEN) -> dict:
     """Environment for a subprocess that uses the test Hub at ``endpoint`` with a fresh HF_HOME cache."""
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
-    env.update(HF_ENDPOINT=endpoint, HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1", HF_HOME=str(home),
-               HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
+    env.update(
+        HF_ENDPOINT=endpoint,
+        HF_HUB_OFFLINE="0",
+        HF_HUB_DISABLE_XET="1",
+        HF_HOME=str(home),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+    )
     if token is not None:
         env["HF_TOKEN"] = token
     return env
@@ -37,5 +43,11 @@ def hub_env(endpoint: str, home: Path, token: str | None = FAKE_TOKEN) -> dict:
 
 def run_online(args: list[str], endpoint: str, home: Path, token: str | None = FAKE_TOKEN, timeout: float = 300):
     """Run ``python <args>`` against the test Hub; returns the CompletedProcess (stdout/stderr captured as text)."""
-    return subprocess.run([sys.executable, *args], env=hub_env(endpoint, home, token), cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args],
+        env=hub_env(endpoint, home, token),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -21,8 +21,13 @@ from hfdc import hub
 from tests.hub_server import ECHO_AUTH_PREFIX
 
 CARD = {
-    "method": "colm", "paper": "Small-to-Large Data Selection", "arxiv": "2407.19580", "license": "apache-2.0",
-    "tags": ["data-selection"], "base_model": "hfdc/tiny-llama", "datasets": ["hfdc/sentiment"],
+    "method": "colm",
+    "paper": "Small-to-Large Data Selection",
+    "arxiv": "2407.19580",
+    "license": "apache-2.0",
+    "tags": ["data-selection"],
+    "base_model": "hfdc/tiny-llama",
+    "datasets": ["hfdc/sentiment"],
     "description": "A round-trip test artifact.",
     "config": {"budget": 4, "seed": 0, "hub_token": os.environ.get("HF_TOKEN")},
     "figures": {"accuracy": 0.75},
@@ -31,13 +36,20 @@ CARD = {
 
 def tiny_dataset() -> datasets.DatasetDict:
     rng = np.random.default_rng(0)
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"]),
-                                  "text": datasets.Value("string")})
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"]), "text": datasets.Value("string")}
+    )
+
     def split(n, offset):
         return datasets.Dataset.from_dict(
-            {"image": [Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)) for _ in range(n)],
-             "label": [i % 2 for i in range(n)], "text": [f"row {offset + i}" for i in range(n)]},
-            features=features)
+            {
+                "image": [Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)) for _ in range(n)],
+                "label": [i % 2 for i in range(n)],
+                "text": [f"row {offset + i}" for i in range(n)],
+            },
+            features=features,
+        )
+
     return datasets.DatasetDict({"train": split(5, 0), "test": split(3, 5)})
 
 
@@ -58,8 +70,16 @@ def main(out: Path) -> None:
     result["dataset_features_equal"] = loaded["train"].features == data["train"].features
     result["dataset_card"] = DatasetCard.load("hfdc-tester/tiny-data", repo_type="dataset").data.to_dict()
 
-    model = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                         num_attention_heads=2, num_key_value_heads=2, vocab_size=64))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            vocab_size=64,
+        )
+    )
     hub.push_model(model, repo_id="hfdc-tester/tiny-llama", output_dir=work / "model", card=CARD)
     reloaded = LlamaForCausalLM.from_pretrained("hfdc-tester/tiny-llama")
     theirs = reloaded.state_dict()

@@ -25,8 +25,28 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 LFS_SUFFIXES = (
-    ".parquet", ".arrow", ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".onnx", ".msgpack",
-    ".npy", ".npz", ".pkl", ".zip", ".gz", ".tar", ".zst", ".model", ".png", ".jpg", ".jpeg", ".wav",
+    ".parquet",
+    ".arrow",
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".h5",
+    ".onnx",
+    ".msgpack",
+    ".npy",
+    ".npz",
+    ".pkl",
+    ".zip",
+    ".gz",
+    ".tar",
+    ".zst",
+    ".model",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".wav",
 )
 LFS_MIN_SIZE = 10 * 1024 * 1024
 # Creating a repo whose name starts with this fails with an error that echoes the Authorization header, so tests
@@ -98,7 +118,9 @@ class HubStore:
                 raise HubError(409, None, f"You already created this {repo_type} repo: {repo_id}")
             (self.repo_dir(repo_type, repo_id) / "commits").mkdir(parents=True)
             self._write_refs(repo_type, repo_id, {})
-            self.commit(repo_type, repo_id, "main", "initial commit", [("file", ".gitattributes", GITATTRIBUTES, False)])
+            self.commit(
+                repo_type, repo_id, "main", "initial commit", [("file", ".gitattributes", GITATTRIBUTES, False)]
+            )
 
     def _refs(self, repo_type: str, repo_id: str) -> dict:
         return json.loads((self.repo_dir(repo_type, repo_id) / "refs.json").read_text())
@@ -134,11 +156,19 @@ class HubStore:
                     if not self.object_path(payload).exists():
                         raise HubError(422, None, f"LFS object {payload} for {path} was not uploaded")
                     size = self.object_path(payload).stat().st_size
-                    files[path] = {"sha256": payload, "size": size, "lfs": True,
-                                   "oid": git_blob_oid(lfs_pointer(payload, size))}
+                    files[path] = {
+                        "sha256": payload,
+                        "size": size,
+                        "lfs": True,
+                        "oid": git_blob_oid(lfs_pointer(payload, size)),
+                    }
                 else:
-                    files[path] = {"sha256": self.put_object(payload), "size": len(payload), "lfs": False,
-                                   "oid": git_blob_oid(payload)}
+                    files[path] = {
+                        "sha256": self.put_object(payload),
+                        "size": len(payload),
+                        "lfs": False,
+                        "oid": git_blob_oid(payload),
+                    }
             record = {"parent": head, "title": title, "date": _now(), "files": files}
             commit_id = hashlib.sha1(json.dumps([record, time.time_ns()], sort_keys=True).encode()).hexdigest()
             record["id"] = commit_id
@@ -151,13 +181,20 @@ class HubStore:
 def _entry(path: str, meta: dict | None, commit: dict, expand: bool) -> dict:
     """A tree / paths-info entry for a file (meta given) or a folder."""
     if meta is None:
-        entry = {"type": "directory", "path": path, "oid": hashlib.sha1(f"{commit['id']}:{path}".encode()).hexdigest(),
-                 "size": 0}
+        entry = {
+            "type": "directory",
+            "path": path,
+            "oid": hashlib.sha1(f"{commit['id']}:{path}".encode()).hexdigest(),
+            "size": 0,
+        }
     else:
         entry = {"type": "file", "path": path, "oid": meta["oid"], "size": meta["size"]}
         if meta["lfs"]:
-            entry["lfs"] = {"oid": meta["sha256"], "size": meta["size"],
-                            "pointerSize": len(lfs_pointer(meta["sha256"], meta["size"]))}
+            entry["lfs"] = {
+                "oid": meta["sha256"],
+                "size": meta["size"],
+                "pointerSize": len(lfs_pointer(meta["sha256"], meta["size"])),
+            }
     if expand:
         entry["lastCommit"] = {"id": commit["id"], "title": commit["title"], "date": commit["date"]}
     return entry
@@ -195,8 +232,13 @@ def create_app(store: HubStore) -> FastAPI:
 
     @app.get("/api/whoami-v2")
     async def whoami():
-        return {"type": "user", "name": "hfdc-tester", "fullname": "hfdc tester", "orgs": [],
-                "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}}}
+        return {
+            "type": "user",
+            "name": "hfdc-tester",
+            "fullname": "hfdc tester",
+            "orgs": [],
+            "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+        }
 
     @app.post("/api/repos/create")
     async def create_repo(request: Request):
@@ -228,15 +270,42 @@ def create_app(store: HubStore) -> FastAPI:
         files = commit["files"]
         siblings = [{"rfilename": p} for p in sorted(files)]
         if request.query_params.get("blobs"):
-            siblings = [{"rfilename": p, "size": f["size"], "blobId": f["oid"],
-                         **({"lfs": {"sha256": f["sha256"], "size": f["size"],
-                                     "pointerSize": len(lfs_pointer(f["sha256"], f["size"]))}} if f["lfs"] else {})}
-                        for p, f in sorted(files.items())]
+            siblings = [
+                {
+                    "rfilename": p,
+                    "size": f["size"],
+                    "blobId": f["oid"],
+                    **(
+                        {
+                            "lfs": {
+                                "sha256": f["sha256"],
+                                "size": f["size"],
+                                "pointerSize": len(lfs_pointer(f["sha256"], f["size"])),
+                            }
+                        }
+                        if f["lfs"]
+                        else {}
+                    ),
+                }
+                for p, f in sorted(files.items())
+            ]
         card = _card_data(store, files)
-        return {"id": repo_id, "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "author": ns,
-                "sha": commit["id"], "lastModified": commit["date"], "createdAt": commit["date"], "private": False,
-                "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": (card or {}).get("tags", []),
-                "cardData": card, "siblings": siblings}
+        return {
+            "id": repo_id,
+            "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24],
+            "author": ns,
+            "sha": commit["id"],
+            "lastModified": commit["date"],
+            "createdAt": commit["date"],
+            "private": False,
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": (card or {}).get("tags", []),
+            "cardData": card,
+            "siblings": siblings,
+        }
 
     @app.get("/api/{plural}/{ns}/{name}")
     async def repo_info(request: Request, plural: str, ns: str, name: str):
@@ -259,10 +328,10 @@ def create_app(store: HubStore) -> FastAPI:
         prefix = f"{path}/" if path else ""
         entries = []
         for folder in sorted(folders):
-            if folder.startswith(prefix) and (recursive or "/" not in folder[len(prefix):]):
+            if folder.startswith(prefix) and (recursive or "/" not in folder[len(prefix) :]):
                 entries.append(_entry(folder, None, commit, expand))
         for file_path, meta in sorted(files.items()):
-            if file_path.startswith(prefix) and (recursive or "/" not in file_path[len(prefix):]):
+            if file_path.startswith(prefix) and (recursive or "/" not in file_path[len(prefix) :]):
                 entries.append(_entry(file_path, meta, commit, expand))
         return entries
 
@@ -289,8 +358,9 @@ def create_app(store: HubStore) -> FastAPI:
             lfs = item["path"].lower().endswith(LFS_SUFFIXES) or item["size"] >= LFS_MIN_SIZE
             remote = commit["files"].get(item["path"])
             oid = None if remote is None else (remote["sha256"] if remote["lfs"] else remote["oid"])
-            answers.append({"path": item["path"], "uploadMode": "lfs" if lfs else "regular",
-                            "shouldIgnore": False, "oid": oid})
+            answers.append(
+                {"path": item["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid}
+            )
         return {"files": answers, "commitOid": commit["id"]}
 
     @app.post("/api/{plural}/{ns}/{name}/commit/{revision}")
@@ -308,10 +378,15 @@ def create_app(store: HubStore) -> FastAPI:
                 operations.append(("file", value["path"], value["oid"], True))
             elif key in ("deletedFile", "deletedFolder"):
                 operations.append((key, value["path"], None, False))
-        commit_id = store.commit(repo_type, repo_id, revision, header["summary"], operations,
-                                 parent_commit=header.get("parentCommit"))
-        return {"success": True, "commitOid": commit_id, "pullRequestUrl": None,
-                "commitUrl": f"{base(request)}/{URL_PREFIXES[repo_type]}{repo_id}/commit/{commit_id}"}
+        commit_id = store.commit(
+            repo_type, repo_id, revision, header["summary"], operations, parent_commit=header.get("parentCommit")
+        )
+        return {
+            "success": True,
+            "commitOid": commit_id,
+            "pullRequestUrl": None,
+            "commitUrl": f"{base(request)}/{URL_PREFIXES[repo_type]}{repo_id}/commit/{commit_id}",
+        }
 
     async def lfs_batch(request: Request, repo_type: str, repo_id: str):
         if not store.exists(repo_type, repo_id):
@@ -320,7 +395,9 @@ def create_app(store: HubStore) -> FastAPI:
         for obj in (await request.json())["objects"]:
             answer = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
             if not store.object_path(obj["oid"]).exists():
-                answer["actions"] = {"upload": {"href": f"{base(request)}/lfs-upload/{obj['oid']}", "expires_in": 3600}}
+                answer["actions"] = {
+                    "upload": {"href": f"{base(request)}/lfs-upload/{obj['oid']}", "expires_in": 3600}
+                }
             objects.append(answer)
         return JSONResponse({"transfer": "basic", "objects": objects}, media_type="application/vnd.git-lfs+json")
 
@@ -354,9 +431,13 @@ def create_app(store: HubStore) -> FastAPI:
             headers.update({"X-Linked-Etag": f'"{meta["sha256"]}"', "X-Linked-Size": str(meta["size"])})
         if request.method == "HEAD":
             return Response(status_code=200, headers={**headers, "Content-Length": str(meta["size"])})
-        return FileResponse(store.object_path(meta["sha256"]), headers=headers,
-                            media_type="application/octet-stream", content_disposition_type="inline",
-                            filename=Path(path).name)
+        return FileResponse(
+            store.object_path(meta["sha256"]),
+            headers=headers,
+            media_type="application/octet-stream",
+            content_disposition_type="inline",
+            filename=Path(path).name,
+        )
 
     @app.api_route("/datasets/{ns}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"])
     async def resolve_dataset(request: Request, ns: str, name: str, revision: str, path: str):

@@ -1,4 +1,4 @@
-"""pytest fixture for the local OpenAI-compatible server: ``from tests.openai_fixtures import openai_server``."""
+"""pytest fixture for the local OpenAI-compatible server (registered in conftest.py: ask for ``openai_server``)."""
 
 import huggingface_hub.constants
 import pytest

@@ -1,8 +1,8 @@
 """A local OpenAI-compatible chat-completions server for tests: deterministic answers, usage, injected failures.
 
-    with OpenAIServer() as server:
-        backend = hfdc.backends.get(server.spec("test-model"), cache_dir=tmp_path)
-        server.fail_next(2, status=429)   # the next two requests get HTTP 429
+with OpenAIServer() as server:
+    backend = hfdc.backends.get(server.spec("test-model"), cache_dir=tmp_path)
+    server.fail_next(2, status=429)   # the next two requests get HTTP 429
 """
 
 import hashlib

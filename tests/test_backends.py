@@ -8,7 +8,6 @@ from PIL import Image
 import hfdc.backends as backends
 from hfdc.backends.cache import cache_key
 from hfdc.backends.openai import GenerationRequestError, api_key_from_env
-from tests.openai_fixtures import openai_server  # noqa: F401  (pytest fixture)
 from tests.openai_server import expected_answer
 
 
@@ -65,7 +64,9 @@ def test_cache_hit_costs_no_call_and_resumes_after_error(tmp_path):
 
     with pytest.raises(RuntimeError, match="backend down"):
         backends.get("scripted", responses=fails_on_c, name="resume", cache_dir=tmp_path).generate(prompts)
-    resumed = backends.get("scripted", responses=lambda messages, seed: f"ok {seed}", name="resume", cache_dir=tmp_path)
+    resumed = backends.get(
+        "scripted", responses=lambda messages, seed: f"ok {seed}", name="resume", cache_dir=tmp_path
+    )
     assert resumed.generate(prompts) == [[f"ok {backends.sample_seed(0, i, 0)}"] for i in range(3)]
     assert resumed.usage.calls == 1 and resumed.usage.cache_hits == 2
 
@@ -81,7 +82,7 @@ def test_cache_key_includes_image_bytes():
     assert key(red) == key(red.copy()) != key(other)
 
 
-def test_http_backend_values_retry_usage_and_cache(openai_server, monkeypatch, tmp_path):  # noqa: F811
+def test_http_backend_values_retry_usage_and_cache(openai_server, monkeypatch, tmp_path):
     monkeypatch.setenv("HFDC_API_KEY", "sk-hfdc-test-key")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-other")
     assert api_key_from_env() == "sk-hfdc-test-key"
@@ -92,9 +93,10 @@ def test_http_backend_values_retry_usage_and_cache(openai_server, monkeypatch, t
     openai_server.fail_next(2, status=429)
     out = backend.generate(prompts, n=2, temperature=0.7, max_new_tokens=3, seed=4)
     expected = [
-        [expected_answer(
-            [{"role": "user", "content": content}], "m1", 0.7, backends.sample_seed(4, i, j), 3
-        ) for j in range(2)]
+        [
+            expected_answer([{"role": "user", "content": content}], "m1", 0.7, backends.sample_seed(4, i, j), 3)
+            for j in range(2)
+        ]
         for i, content in enumerate(["hello there world", [{"type": "text", "text": "what"}, {"type": "image_url"}]])
     ]
     assert out == expected
@@ -103,7 +105,9 @@ def test_http_backend_values_retry_usage_and_cache(openai_server, monkeypatch, t
     assert {r["authorization"] for r in openai_server.requests} == {"Bearer sk-hfdc-test-key"}
     contents = [r["body"]["messages"][0]["content"] for r in openai_server.requests]
     sent_parts = [content for content in contents if isinstance(content, list)]
-    assert sent_parts and all(parts[1]["image_url"]["url"].startswith("data:image/png;base64,") for parts in sent_parts)
+    assert sent_parts and all(
+        parts[1]["image_url"]["url"].startswith("data:image/png;base64,") for parts in sent_parts
+    )
     assert backend.usage.calls == 4
     assert backend.usage.prompt_tokens == 2 * 3 + 2 * 1
     words = sum(len(text.split()) for samples in out for text in samples)
@@ -114,7 +118,7 @@ def test_http_backend_values_retry_usage_and_cache(openai_server, monkeypatch, t
     assert len(openai_server.requests) == 6 and rerun.usage.calls == 0 and rerun.usage.cache_hits == 4
 
 
-def test_http_errors_never_show_the_key(openai_server, monkeypatch):  # noqa: F811
+def test_http_errors_never_show_the_key(openai_server, monkeypatch):
     monkeypatch.delenv("HFDC_API_KEY", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-do-not-leak")
     backend = backends.get(openai_server.spec(), use_cache=False, backoff=0.01, max_retries=2)
@@ -133,7 +137,7 @@ def test_http_errors_never_show_the_key(openai_server, monkeypatch):  # noqa: F8
     assert len(openai_server.requests) == 4
 
 
-def test_http_failure_mid_batch_keeps_finished_samples(openai_server, tmp_path):  # noqa: F811
+def test_http_failure_mid_batch_keeps_finished_samples(openai_server, tmp_path):
     prompts = ["one", "two", "three"]
     backend = backends.get(openai_server.spec(), cache_dir=tmp_path, max_workers=1, max_retries=0, progress=False)
     openai_server.fail_next(1, status=503, after=1)
@@ -146,5 +150,7 @@ def test_http_failure_mid_batch_keeps_finished_samples(openai_server, tmp_path):
     out = rerun.generate(prompts)
     assert (rerun.usage.cache_hits, rerun.usage.calls) == (answered, 3 - answered)
     seeds = [backends.sample_seed(0, i, 0) for i in range(3)]
-    expected = [expected_answer([{"role": "user", "content": p}], "test-model", 1.0, s, 64) for p, s in zip(prompts, seeds)]
+    expected = [
+        expected_answer([{"role": "user", "content": p}], "test-model", 1.0, s, 64) for p, s in zip(prompts, seeds)
+    ]
     assert out == [[text] for text in expected]

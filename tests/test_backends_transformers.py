@@ -69,8 +69,15 @@ def test_vision_language_model_takes_images(tmp_path):
     processor = save_tiny("llava", tmp_path)
     backend = backends.get(f"transformers:{tmp_path}", use_cache=False, progress=False)
     image_token_id = backend.network.config.image_token_id
-    prompt = [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (32, 32), "red")},
-                                           {"type": "text", "text": "what shape is red"}]}]
+    prompt = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": Image.new("RGB", (32, 32), "red")},
+                {"type": "text", "text": "what shape is red"},
+            ],
+        }
+    ]
     inputs = backend.encode(prompt)
     patch_size = backend.network.config.vision_config.patch_size
     num_image_tokens = (processor.image_processor.size["shortest_edge"] // patch_size) ** 2

@@ -17,7 +17,11 @@ def test_table_columns_are_the_union_of_row_keys():
 def test_render_includes_command_machine_rows_and_notes(tmp_path):
     (tmp_path / "results").mkdir()
     (tmp_path / "notes").mkdir()
-    result = {"command": "python -m benchmarks.toy --n 3", "machine": "2 cores", "rows": [{"method": "m", "time_s": 1.5}]}
+    result = {
+        "command": "python -m benchmarks.toy --n 3",
+        "machine": "2 cores",
+        "rows": [{"method": "m", "time_s": 1.5}],
+    }
     (tmp_path / "results" / "toy.json").write_text(json.dumps(result))
     (tmp_path / "notes" / "toy.md").write_text("The method lost here.\n")
     text = render(tmp_path / "results", tmp_path / "notes")

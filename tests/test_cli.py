@@ -87,6 +87,8 @@ def test_import_and_help_stay_light():
         "heavy = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules]; "
         "print(time.perf_counter() - t, heavy)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(maxsplit=1)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(
+        maxsplit=1
+    )
     assert out[1].strip() == "[]"
     assert float(out[0]) < 1.5

@@ -41,8 +41,22 @@ def data():
 def test_two_processes_equal_one(tmp_path):
     script = tmp_path / "run_select.py"
     script.write_text(SCRIPT)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", 
-                    str(script), str(tmp_path), str(ROOT)], check=True, timeout=240, cwd=str(ROOT))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=240,
+        cwd=str(ROOT),
+    )
     image, text, labels = data()
     expected = select(image, text, 0.2, labels=labels, block_size=5, show_progress=False)
     for rank in range(2):
@@ -55,11 +69,48 @@ def test_two_processes_equal_one(tmp_path):
 @pytest.mark.slow
 def test_cli_under_two_processes_shards_embeddings_and_publishes_once(tmp_path):
     out = tmp_path / "run"
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hfdc",
-                    "clipcov", "--output_dir", str(out), "--n_train", "40", "--n_validation", "12", "--n_test", "12",
-                    "--prompt_templates", "a {}", "--fraction", "0.25", "--block_size", "4", "--proxy_epochs", "1",
-                    "--num_train_epochs", "1", "--per_device_train_batch_size", "6", "--save_strategy", "no",
-                    "--disable_tqdm", "true", "--use_cpu", "true"], check=True, timeout=240, cwd=str(ROOT))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "hfdc",
+            "clipcov",
+            "--output_dir",
+            str(out),
+            "--n_train",
+            "40",
+            "--n_validation",
+            "12",
+            "--n_test",
+            "12",
+            "--prompt_templates",
+            "a {}",
+            "--fraction",
+            "0.25",
+            "--block_size",
+            "4",
+            "--proxy_epochs",
+            "1",
+            "--num_train_epochs",
+            "1",
+            "--per_device_train_batch_size",
+            "6",
+            "--save_strategy",
+            "no",
+            "--disable_tqdm",
+            "true",
+            "--use_cpu",
+            "true",
+        ],
+        check=True,
+        timeout=240,
+        cwd=str(ROOT),
+    )
     assert len(list((out / "embeddings").glob("clip-embeddings-*.arrow"))) == 2  # one Dataset.shard per process
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["selected_rows"] == 10 and metrics["pool_rows"] == 40

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from transformers import TrainingArguments
 
 import hfdc.data
 import hfdc.models
@@ -15,7 +16,6 @@ from hfdc.clipcov import select
 from hfdc.clipcov.dataset import select_dataset
 from hfdc.clipcov.embed import clip_embeddings, embedding_arrays
 from hfdc.clipcov.train import ImageCaptionCollator, class_text_embeddings, train_clip
-from transformers import TrainingArguments
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,9 @@ def test_select_dataset_on_embedding_columns_equals_select():
 
 def test_embeddings_are_normalised_and_cached(shapes, tmp_path):
     model, processor = hfdc.models.tiny("clip", seed=0), hfdc.models.tiny_processor("clip")
-    first = clip_embeddings(shapes, model, processor, caption_column="noisy_caption", batch_size=16, cache_dir=tmp_path)
+    first = clip_embeddings(
+        shapes, model, processor, caption_column="noisy_caption", batch_size=16, cache_dir=tmp_path
+    )
     image, text = embedding_arrays(first)
     assert image.shape == text.shape == (48, model.config.projection_dim)
     np.testing.assert_allclose(np.linalg.norm(image, axis=1), 1, atol=1e-5)
@@ -47,7 +49,9 @@ def test_embeddings_are_normalised_and_cached(shapes, tmp_path):
         direct = model.get_image_features(pixel_values=pixels).pooler_output
     np.testing.assert_allclose(image[:2], (direct / direct.norm(dim=-1, keepdim=True)).numpy(), atol=1e-5)
     assert len(list(tmp_path.glob("clip-embeddings-*.arrow"))) == 1
-    second = clip_embeddings(shapes, model, processor, caption_column="noisy_caption", batch_size=16, cache_dir=tmp_path)
+    second = clip_embeddings(
+        shapes, model, processor, caption_column="noisy_caption", batch_size=16, cache_dir=tmp_path
+    )
     np.testing.assert_array_equal(embedding_arrays(second)[0], image)
     other = hfdc.models.tiny("clip", seed=1)  # another proxy never reuses these embeddings
     clip_embeddings(shapes, other, processor, caption_column="noisy_caption", batch_size=16, cache_dir=tmp_path)
@@ -58,8 +62,9 @@ def test_missing_captions_are_clear_errors(shapes):
     model, processor = hfdc.models.tiny("clip"), hfdc.models.tiny_processor("clip")
     with pytest.raises(ValueError, match="captions missing.*'text'"):
         clip_embeddings(shapes, model, processor, caption_column="text")
-    broken = shapes.select(range(4)).map(lambda row, i: {"caption": None if i == 2 else row["caption"]},
-                                         with_indices=True)
+    broken = shapes.select(range(4)).map(
+        lambda row, i: {"caption": None if i == 2 else row["caption"]}, with_indices=True
+    )
     with pytest.raises(ValueError, match="caption missing in column 'caption' at row 2"):
         clip_embeddings(broken, model, processor)
     with pytest.raises(ValueError, match="model= and processor="):
@@ -71,9 +76,17 @@ def test_clip_training_lowers_the_contrastive_loss(shapes, tmp_path):
     batch = ImageCaptionCollator(processor)(list(shapes.select(range(16))))
     with torch.no_grad():
         before = model(**batch).loss.item()
-    args = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=6, per_device_train_batch_size=16,
-                             learning_rate=3e-3, save_strategy="no", report_to="none", remove_unused_columns=False,
-                             disable_tqdm=True, seed=0)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        num_train_epochs=6,
+        per_device_train_batch_size=16,
+        learning_rate=3e-3,
+        save_strategy="no",
+        report_to="none",
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        seed=0,
+    )
     train_clip(model, processor, shapes, args)
     with torch.no_grad():
         after = model(**batch).loss.item()
@@ -93,10 +106,32 @@ def test_class_prompt_embeddings_average_templates():
 
 def test_cli_selects_publishes_and_trains(tmp_path):
     out = tmp_path / "run"
-    argv = ["--output_dir", str(out), "--n_train", "60", "--n_validation", "24", "--n_test", "12",
-            "--prompt_templates", "a {}", "--fraction", "0.25", "--block_size", "4", "--proxy_epochs", "1",
-            "--num_train_epochs", "1", "--per_device_train_batch_size", "12", "--save_strategy", "no",
-            "--disable_tqdm", "true"]
+    argv = [
+        "--output_dir",
+        str(out),
+        "--n_train",
+        "60",
+        "--n_validation",
+        "24",
+        "--n_test",
+        "12",
+        "--prompt_templates",
+        "a {}",
+        "--fraction",
+        "0.25",
+        "--block_size",
+        "4",
+        "--proxy_epochs",
+        "1",
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "12",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+    ]
     metrics = run_command("clipcov", argv)
     assert metrics["selected_rows"] == 15 and metrics["pool_rows"] == 60
     assert sum(v for k, v in metrics.items() if k.startswith("selected_in_class_")) == 15

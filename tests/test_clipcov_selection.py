@@ -80,8 +80,15 @@ def test_greedy_equals_reference_loop():
     image = normalize(torch.from_numpy(rng.normal(size=(30, 6)))).numpy()
     text = normalize(torch.from_numpy(rng.normal(size=(30, 6)))).numpy()
     scores = 0.05 * rng.normal(size=30)  # on the scale of the deductions
-    picks = diminishing_returns_greedy(torch.from_numpy(image), torch.from_numpy(text), scores, 13,
-                                       tiebreak=np.arange(30), block_size=4, threshold=0.1)
+    picks = diminishing_returns_greedy(
+        torch.from_numpy(image),
+        torch.from_numpy(text),
+        scores,
+        13,
+        tiebreak=np.arange(30),
+        block_size=4,
+        threshold=0.1,
+    )
     assert picks.tolist() == reference_greedy(image, text, scores, 13, 4, 0.1)
     # the deduction changes the picks compared with plain top-k
     assert set(picks.tolist()) != set(np.argsort(-scores)[:13].tolist())
@@ -130,16 +137,19 @@ def test_latent_classes_from_class_prompts():
     image, text, _, class_text = two_class_example()
     with_prompts = select(image, text, 0.5, class_text_embeds=class_text, show_progress=False)
     assert with_prompts.labels.tolist() == [0, 1, 1, 1]  # img1 (0.6, 0.8) is closer to e2 than to e1
-    with_labels = select(image, text, 0.5, labels=np.array([0, 1, 1, 1]), class_text_embeds=class_text,
-                         show_progress=False)
+    with_labels = select(
+        image, text, 0.5, labels=np.array([0, 1, 1, 1]), class_text_embeds=class_text, show_progress=False
+    )
     np.testing.assert_array_equal(with_prompts.scores, with_labels.scores)
 
 
 def test_deterministic_for_a_seed_and_seed_breaks_ties():
     image = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (20, 1))
     labels = np.zeros(20, dtype=np.int64)
-    runs = {seed: select(image, image, 0.25, labels=labels, seed=seed, show_progress=False).indices.tolist()
-            for seed in (0, 0, 1)}
+    runs = {
+        seed: select(image, image, 0.25, labels=labels, seed=seed, show_progress=False).indices.tolist()
+        for seed in (0, 0, 1)
+    }
     again = select(image, image, 0.25, labels=labels, seed=0, show_progress=False).indices.tolist()
     assert runs[0] == again
     assert runs[0] != runs[1]

@@ -3,8 +3,15 @@
 import pytest
 import torch
 
-from hfdc.colm import (FeatureMoments, ZerothOrderFeatures, find_parameter_block, matching_error, matching_errors,
-                       select_small_batch, zeroth_order_features)
+from hfdc.colm import (
+    FeatureMoments,
+    ZerothOrderFeatures,
+    find_parameter_block,
+    matching_error,
+    matching_errors,
+    select_small_batch,
+    zeroth_order_features,
+)
 from hfdc.colm.features import per_example_loss
 from hfdc.colm.moments import sparsify
 from hfdc.models import tiny
@@ -43,12 +50,18 @@ def test_zeroth_order_features_match_the_directional_derivative():
 
 def test_feature_moments_adam_normalisation_and_state():
     moments = FeatureMoments(3, beta1=0.9, beta2=0.999, eps=0.0)
-    g = ZerothOrderFeatures(torch.tensor([[2.0, 3.0], [-4.0, 0.5]]), torch.tensor([[1.0, -0.5, 0.25], [1.0, 1.0, 0.5]]))
+    g = ZerothOrderFeatures(
+        torch.tensor([[2.0, 3.0], [-4.0, 0.5]]), torch.tensor([[1.0, -0.5, 0.25], [1.0, 1.0, 0.5]])
+    )
     dense = g.dense()  # one row per example: slopes @ directions / 2
     assert torch.allclose(dense[0], torch.tensor([2.5, 1.0, 1.0]))
     assert torch.allclose(moments.features(g).take(torch.arange(2), torch.arange(3)), torch.sign(dense))  # g / |g|
     moments.update(g, torch.tensor([0]))
-    assert moments.step == 1 and torch.allclose(moments.m, 0.1 * dense[0]) and torch.allclose(moments.v, 0.001 * dense[0] ** 2)
+    assert (
+        moments.step == 1
+        and torch.allclose(moments.m, 0.1 * dense[0])
+        and torch.allclose(moments.v, 0.001 * dense[0] ** 2)
+    )
     m2 = 0.9 * 0.1 * dense[0] + 0.1 * dense
     v2 = 0.999 * 0.001 * dense[0] ** 2 + 0.001 * dense**2
     expected = (m2 / (1 - 0.9**2)) / (v2 / (1 - 0.999**2)).sqrt()
@@ -96,12 +109,15 @@ def test_selection_keeps_rare_sources_and_splits_budgets():
 def test_matching_error_and_selection_beats_random_on_clusters():
     x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 2.0]])
     assert matching_error(x, torch.tensor([0, 2])) == pytest.approx(
-        float(torch.tensor([0.5, 1.0]).sub(torch.tensor([1.0, 1.0])).norm() / torch.tensor([1.0, 1.0]).norm()))
+        float(torch.tensor([0.5, 1.0]).sub(torch.tensor([1.0, 1.0])).norm() / torch.tensor([1.0, 1.0]).norm())
+    )
     weights = torch.tensor([1.0, 3.0])
     assert matching_errors(x, [(torch.tensor([0, 2]), None), (torch.tensor([1, 3]), weights)]) == pytest.approx(
-        [matching_error(x, torch.tensor([0, 2])), matching_error(x, torch.tensor([1, 3]), weights)])
+        [matching_error(x, torch.tensor([0, 2])), matching_error(x, torch.tensor([1, 3]), weights)]
+    )
     assert matching_error(x, torch.tensor([1, 3]), weights) == pytest.approx(
-        float((torch.tensor([0.75, 1.5]) - torch.tensor([1.0, 1.0])).norm() / torch.tensor([1.0, 1.0]).norm()))
+        float((torch.tensor([0.75, 1.5]) - torch.tensor([1.0, 1.0])).norm() / torch.tensor([1.0, 1.0]).norm())
+    )
     # weighted medoids of well-separated clusters reproduce the mean closely
     gen = torch.Generator().manual_seed(1)
     centres = torch.randn(4, 8, generator=gen) * 5
@@ -130,8 +146,10 @@ def test_reusing_the_layer_prefix_gives_the_same_features_and_restores_weights(l
     before = [p.clone() for _, p in block]
     inputs = _inputs(batch=6)
     calls = []
-    hooks = [layer.mlp.register_forward_hook(lambda m, a, o, i=i: calls.append(i))
-             for i, layer in enumerate(model.get_submodule(block[0][0].split(".layers.")[0] + ".layers"))]
+    hooks = [
+        layer.mlp.register_forward_hook(lambda m, a, o, i=i: calls.append(i))
+        for i, layer in enumerate(model.get_submodule(block[0][0].split(".layers.")[0] + ".layers"))
+    ]
     full = zeroth_order_features(model, block, inputs, seed=1, directions=3, chunk_size=4, reuse_prefix=False).dense()
     full_calls, calls[:] = list(calls), []
     reused = zeroth_order_features(model, block, inputs, seed=1, directions=3, chunk_size=4).dense()
@@ -173,9 +191,13 @@ def test_selection_on_blockwise_features_equals_selection_on_the_stored_matrix()
 def test_reusing_the_prefix_is_exact_on_other_architectures(arch):
     import transformers
 
-    config = (transformers.PhiConfig(vocab_size=200, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                     num_attention_heads=4) if arch == "phi" else
-              transformers.GPT2Config(vocab_size=200, n_embd=32, n_layer=3, n_head=4, bos_token_id=1, eos_token_id=2))
+    config = (
+        transformers.PhiConfig(
+            vocab_size=200, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4
+        )
+        if arch == "phi"
+        else transformers.GPT2Config(vocab_size=200, n_embd=32, n_layer=3, n_head=4, bos_token_id=1, eos_token_id=2)
+    )
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config).double()
     block = find_parameter_block(model, "v_proj" if arch == "phi" else "c_attn")

@@ -17,10 +17,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(tmp_path, **overrides):
-    values = dict(output_dir=str(tmp_path / "out"), max_train_samples=64, max_eval_samples=16, max_length=24,
-                  per_device_train_batch_size=4, max_steps=3, learning_rate=3e-3, logging_steps=1,
-                  report_to="none", use_cpu=True, save_strategy="no", eval_strategy="no", seed=0,
-                  keep_sources=["support"], dataloader_num_workers=0)
+    values = dict(
+        output_dir=str(tmp_path / "out"),
+        max_train_samples=64,
+        max_eval_samples=16,
+        max_length=24,
+        per_device_train_batch_size=4,
+        max_steps=3,
+        learning_rate=3e-3,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        eval_strategy="no",
+        seed=0,
+        keep_sources=["support"],
+        dataloader_num_workers=0,
+    )
     values.update(overrides)
     return ColmConfig(**values)
 
@@ -77,9 +90,12 @@ def test_bad_input_errors(tmp_path):
         build_trainer(_config(tmp_path, keep_sources=["forum"]))
     trainer = build_trainer(_config(tmp_path))
     with pytest.raises(ValueError, match="'source' column"):
-        ColmTrainer(model=trainer.model, args=trainer.args,
-                    train_dataset=trainer.train_dataset.remove_columns("source"),
-                    processing_class=trainer.processing_class)
+        ColmTrainer(
+            model=trainer.model,
+            args=trainer.args,
+            train_dataset=trainer.train_dataset.remove_columns("source"),
+            processing_class=trainer.processing_class,
+        )
     with pytest.raises(ValueError, match="selection_ratio"):
         _config(tmp_path, selection_ratio=1.5)
 
@@ -114,9 +130,21 @@ def test_two_processes_select_identically(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                    str(ROOT / "recipes/accelerate/cpu_2proc.yaml"), str(script), str(tmp_path)],
-                   check=True, env=env, cwd=ROOT, timeout=240)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(ROOT / "recipes/accelerate/cpu_2proc.yaml"),
+            str(script),
+            str(tmp_path),
+        ],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        timeout=240,
+    )
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["history"] == ranks[1]["history"]
     assert len(ranks[0]["history"]) == 3

@@ -80,8 +80,19 @@ def test_shapes_relation_matches_pixels():
 
 
 def test_feature_patches_structure():
-    ds = load("feature_patches", n_train=400, n_validation=10, n_test=10, num_patches=5, dim=12,
-              easy_strength=3.0, hard_strength=0.7, noise_std=1.0, missing_easy_fraction=0.25, seed=1)
+    ds = load(
+        "feature_patches",
+        n_train=400,
+        n_validation=10,
+        n_test=10,
+        num_patches=5,
+        dim=12,
+        easy_strength=3.0,
+        hard_strength=0.7,
+        noise_std=1.0,
+        missing_easy_fraction=0.25,
+        seed=1,
+    )
     assert ds["train"].features["x"] == Array2D(shape=(5, 12), dtype="float32")
     assert ds["train"].features["label"] == ClassLabel(names=["-1", "+1"])
     data = ds["train"].with_format("numpy")[:]
@@ -102,7 +113,10 @@ def test_feature_patches_structure():
     assert multi.features["label"].names == ["0", "1", "2"]
     easy3, hard3 = feature_vectors(3, 8)
     for row in multi.with_format("numpy"):
-        has = lambda patch: np.all(row["x"] == patch, axis=1).sum()  # noqa: E731
+
+        def has(patch, x=row["x"]):
+            return np.all(x == patch, axis=1).sum()
+
         assert has(2.0 * easy3[row["label"]]) == int(row["has_easy"]) and has(0.5 * hard3[row["label"]]) == 1
 
 

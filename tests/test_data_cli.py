@@ -6,7 +6,7 @@ from datasets import load_from_disk
 
 from hfdc.cli import main
 from hfdc.data import load
-from tests.hub_fixtures import hub_server, run_online  # noqa: F401  (hub_server is a fixture)
+from tests.hub_fixtures import run_online
 
 
 def test_cli_writes_loadable_dataset_and_card(tmp_path):
@@ -27,8 +27,23 @@ def test_cli_writes_loadable_dataset_and_card(tmp_path):
 
 def test_cli_feature_patches_card_cites_paper(tmp_path):
     out = tmp_path / "fp"
-    main(["data", "--name", "feature_patches", "--n_train", "10", "--n_validation", "2", "--n_test", "2",
-          "--dim", "6", "--output_dir", str(out)])
+    main(
+        [
+            "data",
+            "--name",
+            "feature_patches",
+            "--n_train",
+            "10",
+            "--n_validation",
+            "2",
+            "--n_test",
+            "2",
+            "--dim",
+            "6",
+            "--output_dir",
+            str(out),
+        ]
+    )
     saved = load_from_disk(str(out))
     assert np.asarray(saved["train"].with_format("numpy")["x"]).shape == (10, 4, 6)
     card = (out / "README.md").read_text()

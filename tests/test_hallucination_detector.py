@@ -5,7 +5,7 @@ import pytest
 
 from hfdc.hallucination import TwoStageDetector, auroc
 from hfdc.hallucination.features import CROSS_FEATURES, SELF_FEATURES
-from tests.hub_fixtures import FAKE_TOKEN, hub_server, run_online  # noqa: F401  (hub_server is a fixture)
+from tests.hub_fixtures import FAKE_TOKEN, run_online
 
 
 def make_split(n, seed, discrete=False):
@@ -69,7 +69,9 @@ def test_save_and_load_round_trip(tmp_path):
 
     x_self, x_cross, labels = make_split(120, seed=7)
     detector = TwoStageDetector(budget=0.3, seed=1).fit(x_self, x_cross, labels)
-    folder = push_model(detector, output_dir=tmp_path / "det", card={"method": "hallucination", "figures": {"auroc": 0.9}})
+    folder = push_model(
+        detector, output_dir=tmp_path / "det", card={"method": "hallucination", "figures": {"auroc": 0.9}}
+    )
     assert (folder / "detector.json").is_file() and "hallucination" in (folder / "README.md").read_text()
     loaded = TwoStageDetector.from_pretrained(str(folder))
     assert loaded.thresholds == detector.thresholds and loaded.budget == 0.3
@@ -109,7 +111,7 @@ print(json.dumps({"budget": loaded.budget, "thresholds": loaded.thresholds, "tag
 
 
 @pytest.mark.slow  # a second Python process talks to the local test Hub
-def test_cli_pushes_the_fitted_detector_to_the_hub_and_it_loads_back(hub_server, tmp_path):  # noqa: F811
+def test_cli_pushes_the_fitted_detector_to_the_hub_and_it_loads_back(hub_server, tmp_path):
     import json
 
     proc = run_online(["-c", PUSH_AND_LOAD, str(tmp_path / "run")], hub_server, tmp_path / "hf_home")

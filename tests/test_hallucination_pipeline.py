@@ -11,10 +11,14 @@ from hfdc.cli import run_command
 from hfdc.hallucination import SamplingError, TwoStageDetector, sample_target, sample_verifier
 from hfdc.hallucination.data import gold_list, hallucination_labels, load_split
 from hfdc.hallucination.simulate import SimulatedBackend, SimulatedWorld, SimulationParams
-from tests.openai_fixtures import openai_server  # noqa: F401
 from tests.openai_server import expected_answer
 
-QUESTIONS = ["Is the sky blue or green?", "Which is a fruit, apple or stone?", "Name a planet: Mars or Paris?", "Capital of Italy?"]
+QUESTIONS = [
+    "Is the sky blue or green?",
+    "Which is a fruit, apple or stone?",
+    "Name a planet: Mars or Paris?",
+    "Capital of Italy?",
+]
 GOLDS = [["blue"], ["apple"], ["Mars"], ["Rome"]]  # the test server echoes the prompt: the first three are "correct"
 
 
@@ -44,7 +48,7 @@ def test_backend_error_mid_run_keeps_partial_results():
         sample_target(backend, QUESTIONS, prompt_template="no placeholder")
 
 
-def test_openai_backend_samples_are_cached_and_resume_after_a_failure(openai_server, tmp_path):  # noqa: F811
+def test_openai_backend_samples_are_cached_and_resume_after_a_failure(openai_server, tmp_path):
     backend = backends.get(openai_server.spec("target-model"), cache_dir=tmp_path, max_retries=0, progress=False)
     openai_server.fail_next(1, status=500)
     with pytest.raises(SamplingError, match="HTTP 500"):
@@ -62,11 +66,17 @@ def test_gold_answer_layouts_and_labels(tmp_path):
     assert gold_list("Mars", "answer") == ["Mars"]
     with pytest.raises(ValueError, match="without any non-empty gold"):
         gold_list([""], "answers")
-    assert hallucination_labels(["It is the Eiffel Tower.", "Rome", "Romeo"], [["eiffel tower"], ["Roma", "rome"], ["Rome"]]) == [0, 0, 1]
+    assert hallucination_labels(
+        ["It is the Eiffel Tower.", "Rome", "Romeo"], [["eiffel tower"], ["Roma", "rome"], ["Rome"]]
+    ) == [0, 0, 1]
     data = datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"question": QUESTIONS, "answers": GOLDS})})
     data.save_to_disk(str(tmp_path / "qa"))
     questions, golds = load_split(str(tmp_path / "qa"), "validation", max_questions=2, seed=0)
-    assert len(questions) == 2 and all(q in QUESTIONS for q in questions) and golds[0] == GOLDS[QUESTIONS.index(questions[0])]
+    assert (
+        len(questions) == 2
+        and all(q in QUESTIONS for q in questions)
+        and golds[0] == GOLDS[QUESTIONS.index(questions[0])]
+    )
     with pytest.raises(ValueError, match="column 'query' not in.*set question_column"):
         load_split(str(tmp_path / "qa"), "validation", question_column="query")
     with pytest.raises(ValueError, match="split 'test' not in"):
@@ -77,7 +87,12 @@ def test_simulated_world_follows_its_parameters():
     world = SimulatedWorld(400, SimulationParams(verifier_mode="copy"), seed=1)
     target = SimulatedBackend(world, "target")
     greedy = target.generate([world.question(i) for i in range(400)], n=1, temperature=0.0)
-    correct = np.array([g[0].lower().strip(".!").removeprefix("the ") == world.gold_answers(i)[0].lower() for i, g in enumerate(greedy)])
+    correct = np.array(
+        [
+            g[0].lower().strip(".!").removeprefix("the ") == world.gold_answers(i)[0].lower()
+            for i, g in enumerate(greedy)
+        ]
+    )
     # the greedy answer is right exactly when the correct answer has the largest target probability
     np.testing.assert_array_equal(correct, world.target_probs.argmax(1) == 0)
     assert np.array_equal(world.verifier_probs, world.target_probs)
@@ -92,10 +107,27 @@ def test_simulated_world_follows_its_parameters():
 
 def test_cli_on_the_simulated_benchmark(tmp_path):
     out = tmp_path / "run"
-    report = run_command("hallucination", [
-        "--config", "recipes/hallucination/demo.yaml", "--output_dir", str(out), "--n_validation", "150",
-        "--n_test", "200", "--budgets", "0.0", "0.5", "1.0", "--n_samples", "5", "--n_verifier_samples", "5",
-    ])
+    report = run_command(
+        "hallucination",
+        [
+            "--config",
+            "recipes/hallucination/demo.yaml",
+            "--output_dir",
+            str(out),
+            "--n_validation",
+            "150",
+            "--n_test",
+            "200",
+            "--budgets",
+            "0.0",
+            "0.5",
+            "1.0",
+            "--n_samples",
+            "5",
+            "--n_verifier_samples",
+            "5",
+        ],
+    )
     saved = json.loads((out / "results.json").read_text())
     sweep = {row["budget"]: row for row in saved["budget_sweep"]}
     assert [sweep[b]["verifier_fraction"] for b in (0.0, 1.0)] == [0.0, 1.0]
@@ -110,14 +142,35 @@ def test_cli_on_the_simulated_benchmark(tmp_path):
         run_command("hallucination", ["--output_dir", str(out), "--target", "scripted"])
 
 
-def test_cli_on_a_labelled_qa_folder_with_openai_compatible_endpoints(openai_server, tmp_path):  # noqa: F811
-    splits = {name: datasets.Dataset.from_dict({"question": QUESTIONS, "answers": GOLDS}) for name in ("validation", "test")}
+def test_cli_on_a_labelled_qa_folder_with_openai_compatible_endpoints(openai_server, tmp_path):
+    splits = {
+        name: datasets.Dataset.from_dict({"question": QUESTIONS, "answers": GOLDS}) for name in ("validation", "test")
+    }
     datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "qa"))
-    report = run_command("hallucination", [
-        "--dataset", str(tmp_path / "qa"), "--target", openai_server.spec("target"), "--verifier", openai_server.spec("verifier"),
-        "--output_dir", str(tmp_path / "run"), "--cache_dir", str(tmp_path / "cache"), "--n_samples", "2",
-        "--n_verifier_samples", "2", "--budgets", "0.0", "1.0", "--budget", "0.5",
-    ])
+    report = run_command(
+        "hallucination",
+        [
+            "--dataset",
+            str(tmp_path / "qa"),
+            "--target",
+            openai_server.spec("target"),
+            "--verifier",
+            openai_server.spec("verifier"),
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--cache_dir",
+            str(tmp_path / "cache"),
+            "--n_samples",
+            "2",
+            "--n_verifier_samples",
+            "2",
+            "--budgets",
+            "0.0",
+            "1.0",
+            "--budget",
+            "0.5",
+        ],
+    )
     rows = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and all(len(r["samples"]) == 2 and len(r["verifier_samples"]) == 2 for r in rows)
     # both splits hold the same 4 questions: the test split is answered from the cache, at no cost

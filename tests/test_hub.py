@@ -7,12 +7,18 @@ import yaml
 from huggingface_hub import DatasetCard, ModelCard
 
 from hfdc import hub
-from tests.hub_fixtures import FAKE_TOKEN, hub_server, run_online  # noqa: F401  (hub_server is a fixture)
+from tests.hub_fixtures import FAKE_TOKEN, run_online
 
 CARD = {
-    "method": "clipcov", "paper": "Data-Efficient Contrastive Language-Image Pretraining", "arxiv": "2403.12267",
-    "license": "mit", "tags": ["clip"], "base_model": "hfdc/tiny-clip", "datasets": ["hfdc/shapes"],
-    "description": "Selected subset.", "config": {"budget": 0.3, "seed": 1, "api_key": "sk-secret"},
+    "method": "clipcov",
+    "paper": "Data-Efficient Contrastive Language-Image Pretraining",
+    "arxiv": "2403.12267",
+    "license": "mit",
+    "tags": ["clip"],
+    "base_model": "hfdc/tiny-clip",
+    "datasets": ["hfdc/shapes"],
+    "description": "Selected subset.",
+    "config": {"budget": 0.3, "seed": 1, "api_key": "sk-secret"},
     "figures": {"zero-shot accuracy": 0.42, "selected rows": 30},
 }
 
@@ -63,7 +69,7 @@ def test_push_without_repo_saves_locally(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def round_trip(hub_server, tmp_path_factory):  # noqa: F811
+def round_trip(hub_server, tmp_path_factory):
     work = tmp_path_factory.mktemp("hub_round_trip")
     proc = run_online(["-m", "tests.hub_roundtrip", str(work / "result.json")], hub_server, work / "hf_home")
     assert proc.returncode == 0, proc.stderr[-4000:]

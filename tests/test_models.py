@@ -152,7 +152,8 @@ def test_classifier_trains_and_round_trips(kind, tmp_path):
 
 
 def test_grayscale_convnet_trains_in_trainer_with_image_transform(tmp_path):
-    from datasets import ClassLabel, Dataset, Features, Image as ImageFeature
+    from datasets import ClassLabel, Dataset, Features
+    from datasets import Image as ImageFeature
     from transformers import Trainer, TrainingArguments
 
     rng = np.random.default_rng(0)
@@ -168,8 +169,16 @@ def test_grayscale_convnet_trains_in_trainer_with_image_transform(tmp_path):
     with pytest.raises(ValueError, match="num_channels"):
         model(torch.zeros(1, 3, 8, 8))
     args = TrainingArguments(
-        output_dir=str(tmp_path), max_steps=15, per_device_train_batch_size=8, learning_rate=0.01,
-        remove_unused_columns=False, report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0,
+        output_dir=str(tmp_path),
+        max_steps=15,
+        per_device_train_batch_size=8,
+        learning_rate=0.01,
+        remove_unused_columns=False,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
     )
     trainer = Trainer(model=model, args=args, train_dataset=data, eval_dataset=data)
     before = trainer.evaluate()["eval_loss"]
@@ -214,8 +223,14 @@ def test_img2img_pipeline_size_seed_and_round_trip(tmp_path):
     image = _images(1)[0]
 
     def run(p, seed):
-        return p(prompt="a red circle", image=image, num_inference_steps=2, strength=0.5, output_type="np",
-                 generator=torch.Generator().manual_seed(seed)).images
+        return p(
+            prompt="a red circle",
+            image=image,
+            num_inference_steps=2,
+            strength=0.5,
+            output_type="np",
+            generator=torch.Generator().manual_seed(seed),
+        ).images
 
     first = run(pipe, 0)
     assert first.shape == (1, 32, 32, 3)

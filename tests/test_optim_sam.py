@@ -84,9 +84,17 @@ def test_sam_trainer_takes_the_sam_step(tmp_path):
     from datasets import Dataset
 
     args = TrainingArguments(
-        output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=1, learning_rate=LR,
-        optim="sgd", lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=0.0,
-        report_to=[], save_strategy="no", use_cpu=True,
+        output_dir=str(tmp_path),
+        max_steps=1,
+        per_device_train_batch_size=1,
+        learning_rate=LR,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
     )
     model = _Quadratic(_QuadConfig())
     data = Dataset.from_dict({"x": [[0.0]], "labels": [0]})
@@ -94,4 +102,8 @@ def test_sam_trainer_takes_the_sam_step(tmp_path):
     trainer.train()
     torch.testing.assert_close(model.w.detach(), hand_sam_step(W0))
     with pytest.raises(ValueError, match="gradient_accumulation_steps"):
-        SamTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), gradient_accumulation_steps=2, report_to=[]), rho=RHO)
+        SamTrainer(
+            model=model,
+            args=TrainingArguments(output_dir=str(tmp_path), gradient_accumulation_steps=2, report_to=[]),
+            rho=RHO,
+        )

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from hfdc.submodular import facility_location, facility_location_objective, group_budgets, pairwise_similarity
+from hfdc.submodular.greedy import greedy
 from hfdc.submodular.kernels import Kernel
 from hfdc.submodular.store import GainStore
-from hfdc.submodular.greedy import greedy
 
 
 def _features(n=300, d=12, seed=0):
@@ -17,8 +17,10 @@ def _features(n=300, d=12, seed=0):
 
 
 def _brute_force(similarity, k):
-    best = max(itertools.combinations(range(similarity.shape[0]), k),
-               key=lambda s: float(similarity[:, list(s)].max(1).values.clamp(min=0).sum()))
+    best = max(
+        itertools.combinations(range(similarity.shape[0]), k),
+        key=lambda s: float(similarity[:, list(s)].max(1).values.clamp(min=0).sum()),
+    )
     return float(similarity[:, list(best)].max(1).values.clamp(min=0).sum())
 
 
@@ -44,7 +46,7 @@ def test_greedy_is_optimal_where_provable():
 def test_matches_apricot_selection_order():
     apricot = pytest.importorskip("apricot")
     x = _features(60, 5, seed=3)
-    sim = torch.exp(-torch.cdist(x, x) ** 2 / 5)  # symmetric, positive
+    sim = torch.exp(-(torch.cdist(x, x) ** 2) / 5)  # symmetric, positive
     ours = facility_location(similarity=sim, k=15)
     theirs = apricot.FacilityLocationSelection(15, metric="precomputed", optimizer="lazy").fit(sim.double().numpy())
     assert ours.indices.tolist() == theirs.ranking.tolist()
@@ -98,8 +100,10 @@ def test_stochastic_within_its_bound_and_seeded():
     sim = pairwise_similarity(_features(12, 3, seed=6), "l1")
     optimum = _brute_force(sim, 3)
     eps = 0.1
-    values = [facility_location(similarity=sim, k=3, optimizer="stochastic", seed=s, epsilon=eps).objective
-              for s in range(10)]
+    values = [
+        facility_location(similarity=sim, k=3, optimizer="stochastic", seed=s, epsilon=eps).objective
+        for s in range(10)
+    ]
     assert sum(values) / len(values) >= (1 - 1 / math.e - eps) * optimum
     x = _features(300, 8, seed=7)
     a = facility_location(x, k=30, optimizer="stochastic", seed=3)

@@ -1,6 +1,5 @@
 """TADA: SDEdit generators, resumable sharded augmentation, the DDPM trainer and the recipe, on digits."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -8,7 +7,16 @@ from datasets import Dataset
 
 import hfdc.data
 from hfdc.models import tiny
-from hfdc.tada import PipelineGenerator, TadaConfig, UNetGenerator, augment, build_unet, train_ddpm, train_tada, with_synthetic
+from hfdc.tada import (
+    PipelineGenerator,
+    TadaConfig,
+    UNetGenerator,
+    augment,
+    build_unet,
+    train_ddpm,
+    train_tada,
+    with_synthetic,
+)
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +25,15 @@ def digits():
 
 
 def small_unet(classes=10):
-    return tiny("unet", sample_size=8, in_channels=1, out_channels=1, num_class_embeds=classes, block_out_channels=(8, 16), attention_head_dim=4)
+    return tiny(
+        "unet",
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        num_class_embeds=classes,
+        block_out_channels=(8, 16),
+        attention_head_dim=4,
+    )
 
 
 def unet_generator(**kwargs):
@@ -47,7 +63,9 @@ def pixels(dataset):
 def test_interrupted_augmentation_resumes_without_regenerating(tmp_path, digits):
     torch.set_num_threads(1)
     train, indices = digits["train"], list(range(0, 50, 2))  # 25 rows -> shards of 10, 10, 5; batches of 5
-    reference = augment(train, indices, Counting(unet_generator()), tmp_path / "ref", batch_size=5, shard_size=10, seed=3)
+    reference = augment(
+        train, indices, Counting(unet_generator()), tmp_path / "ref", batch_size=5, shard_size=10, seed=3
+    )
     first = Counting(unet_generator(), fail_after=3)  # dies inside shard 1 (its first batch done)
     with pytest.raises(KeyboardInterrupt):
         augment(train, indices, first, tmp_path / "run", batch_size=5, shard_size=10, seed=3)
@@ -55,8 +73,14 @@ def test_interrupted_augmentation_resumes_without_regenerating(tmp_path, digits)
     second = Counting(unet_generator())
     resumed = augment(train, indices, second, tmp_path / "run", batch_size=5, shard_size=10, seed=3)
     assert second.calls == 3  # shards 1 and 2 only (2 + 1 batches); shard 0 was not regenerated
-    assert resumed["source_index"] == indices and all(resumed["synthetic"]) and resumed["label"] == [train[i]["label"] for i in indices]
-    assert all(np.array_equal(a, b) for a, b in zip(pixels(resumed), pixels(reference), strict=True))  # same images as one uninterrupted run
+    assert (
+        resumed["source_index"] == indices
+        and all(resumed["synthetic"])
+        and resumed["label"] == [train[i]["label"] for i in indices]
+    )
+    assert all(
+        np.array_equal(a, b) for a, b in zip(pixels(resumed), pixels(reference), strict=True)
+    )  # same images as one uninterrupted run
     # a finished folder is reused as is; different settings in the same folder are refused
     third = Counting(unet_generator())
     augment(train, indices, third, tmp_path / "run", batch_size=5, shard_size=10, seed=3)
@@ -77,7 +101,9 @@ def test_sdedit_strength_controls_faithfulness(digits):
         return np.abs(np.stack([np.asarray(im, dtype=float) for im in out]) - src).mean()
 
     near, far = distance(0.1), distance(1.0)
-    assert near < 10 < far  # 0-255 scale: one step from t=100 keeps the image, the full chain of a random UNet does not
+    assert (
+        near < 10 < far
+    )  # 0-255 scale: one step from t=100 keeps the image, the full chain of a random UNet does not
     from diffusers import DDPMScheduler
 
     unconditional = UNetGenerator(small_unet(None), DDPMScheduler(), strength=0.1, num_inference_steps=10)
@@ -103,10 +129,20 @@ def test_img2img_pipeline_generator_and_bad_pipeline(digits):
 
 def test_with_synthetic_flags_and_sources(digits):
     train = digits["train"].select(range(6))
-    fake = Dataset.from_dict({"image": [train[1]["image"], train[4]["image"]], "label": [train[1]["label"], train[4]["label"]],
-                              "synthetic": [True, True], "source_index": [1, 4]})
+    fake = Dataset.from_dict(
+        {
+            "image": [train[1]["image"], train[4]["image"]],
+            "label": [train[1]["label"], train[4]["label"]],
+            "synthetic": [True, True],
+            "source_index": [1, 4],
+        }
+    )
     out = with_synthetic(train, fake)
-    assert len(out) == 8 and out["synthetic"] == [False] * 6 + [True] * 2 and out["source_index"] == [0, 1, 2, 3, 4, 5, 1, 4]
+    assert (
+        len(out) == 8
+        and out["synthetic"] == [False] * 6 + [True] * 2
+        and out["source_index"] == [0, 1, 2, 3, 4, 5, 1, 4]
+    )
     assert out.features["label"] == train.features["label"]
 
 
@@ -129,7 +165,16 @@ def test_ddpm_training_lowers_denoising_loss(tmp_path, digits):
 
     unet = build_unet(train, block_out_channels=(8, 16), attention_head_dim=4)
     before = loss(unet)
-    unet, _, losses = train_ddpm(unet, train, epochs=6, batch_size=16, learning_rate=3e-3, warmup_steps=5, checkpoint_dir=tmp_path / "ck", cpu=True)
+    unet, _, losses = train_ddpm(
+        unet,
+        train,
+        epochs=6,
+        batch_size=16,
+        learning_rate=3e-3,
+        warmup_steps=5,
+        checkpoint_dir=tmp_path / "ck",
+        cpu=True,
+    )
     assert loss(unet) < 0.7 * before and len(losses) == 6 and losses[-1] < losses[0]
     assert (tmp_path / "ck" / "epoch.txt").read_text() == "6"
 
@@ -137,18 +182,37 @@ def test_ddpm_training_lowers_denoising_loss(tmp_path, digits):
 def test_recipe_targeted_vs_full_and_bad_config(tmp_path, digits):
     torch.set_num_threads(1)
     common = dict(
-        dataset="digits", model="convnet", separation_epoch=1, num_train_epochs=2, learning_rate=3e-3, per_device_train_batch_size=32,
-        per_device_eval_batch_size=128, save_strategy="no", disable_tqdm=True, use_cpu=True, generator="ddpm", ddpm_epochs=1,
-        ddpm_batch_size=32, num_inference_steps=10, generation_batch_size=32, report_to="none",
+        dataset="digits",
+        model="convnet",
+        separation_epoch=1,
+        num_train_epochs=2,
+        learning_rate=3e-3,
+        per_device_train_batch_size=32,
+        per_device_eval_batch_size=128,
+        save_strategy="no",
+        disable_tqdm=True,
+        use_cpu=True,
+        generator="ddpm",
+        ddpm_epochs=1,
+        ddpm_batch_size=32,
+        num_inference_steps=10,
+        generation_batch_size=32,
+        report_to="none",
     )
     targeted = train_tada(TadaConfig(output_dir=str(tmp_path / "t"), augment="targeted", **common), digits)
     n = len(digits["train"])
     assert 0 < len(targeted.augmented) < n
-    assert targeted.metrics["generated_images"] == len(targeted.augmented) and targeted.metrics["train_rows"] == n + len(targeted.augmented)
+    assert targeted.metrics["generated_images"] == len(targeted.augmented) and targeted.metrics[
+        "train_rows"
+    ] == n + len(targeted.augmented)
     assert sorted(targeted.synthetic["source_index"]) == targeted.augmented == targeted.slow.indices
-    assert (tmp_path / "t" / "ddpm" / "README.md").exists() and (tmp_path / "t" / "ddpm" / "scheduler_config.json").exists()
+    assert (tmp_path / "t" / "ddpm" / "README.md").exists() and (
+        tmp_path / "t" / "ddpm" / "scheduler_config.json"
+    ).exists()
     # the saved DDPM is reused by a second run in the same folder (no retraining), the full baseline augments every row
-    full = train_tada(TadaConfig(output_dir=str(tmp_path / "t"), augment="full", **{**common, "ddpm_epochs": 999}), digits)
+    full = train_tada(
+        TadaConfig(output_dir=str(tmp_path / "t"), augment="full", **{**common, "ddpm_epochs": 999}), digits
+    )
     assert full.metrics["generated_images"] == n and full.slow is None
     with pytest.raises(ValueError, match="augment must be one of"):
         TadaConfig(output_dir=str(tmp_path), augment="all", **common)

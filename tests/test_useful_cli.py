@@ -7,7 +7,9 @@ from hfdc.tada import TadaConfig
 from hfdc.useful import UsefulConfig
 
 
-@pytest.mark.parametrize("config_class, recipe", [(UsefulConfig, "recipes/useful/demo.yaml"), (TadaConfig, "recipes/tada/demo.yaml")])
+@pytest.mark.parametrize(
+    "config_class, recipe", [(UsefulConfig, "recipes/useful/demo.yaml"), (TadaConfig, "recipes/tada/demo.yaml")]
+)
 def test_demo_recipes_parse(config_class, recipe, tmp_path):
     from hfdc.cli import load_recipe
 
@@ -40,20 +42,35 @@ def test_hub_style_data_set_with_renamed_columns(tmp_path):
     for split in ("train", "test"):
         files[split] = str(tmp_path / f"{split}.parquet")
         digits[split].rename_columns({"image": "img", "label": "fine_label"}).to_parquet(files[split])
-    config = UsefulConfig(output_dir=str(tmp_path), dataset="parquet", dataset_params={"data_files": files},
-                          image_column="img", label_column="fine_label", model="convnet")
+    config = UsefulConfig(
+        output_dir=str(tmp_path),
+        dataset="parquet",
+        dataset_params={"data_files": files},
+        image_column="img",
+        label_column="fine_label",
+        model="convnet",
+    )
     data = load_data(config)
     assert data["train"].column_names == ["image", "label"] and data["train"]["label"] == digits["train"]["label"]
     assert data["train"].features["label"].names == digits["train"].features["label"].names
     with pytest.raises(ValueError, match="image_column"):
-        load_data(UsefulConfig(output_dir=str(tmp_path), dataset="parquet", dataset_params={"data_files": files}, model="convnet"))
+        load_data(
+            UsefulConfig(
+                output_dir=str(tmp_path), dataset="parquet", dataset_params={"data_files": files}, model="convnet"
+            )
+        )
 
 
 def test_card_config_keeps_only_changed_fields(tmp_path):
     from hfdc.useful.config import card_config
 
     config = UsefulConfig(output_dir=str(tmp_path), learning_rate=0.5, dataset_params={"n_train": 10}, seed=3)
-    assert card_config(config) == {"output_dir": str(tmp_path), "learning_rate": 0.5, "dataset_params": {"n_train": 10}, "seed": 3}
+    assert card_config(config) == {
+        "output_dir": str(tmp_path),
+        "learning_rate": 0.5,
+        "dataset_params": {"n_train": 10},
+        "seed": 3,
+    }
 
 
 def test_cpu_threads_are_restored():

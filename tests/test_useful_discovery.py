@@ -7,7 +7,14 @@ from datasets import Dataset
 from transformers import default_data_collator
 
 import hfdc.data
-from hfdc.useful import SlowLearnableCallback, UsefulConfig, find_slow_learnable, random_indices, train_useful, upsample
+from hfdc.useful import (
+    SlowLearnableCallback,
+    UsefulConfig,
+    find_slow_learnable,
+    random_indices,
+    train_useful,
+    upsample,
+)
 from hfdc.useful.data import model_inputs
 from hfdc.useful.train import build_model, make_trainer
 
@@ -16,9 +23,20 @@ DATA = dict(n_train=300, n_validation=10, n_test=300, dim=50, noise_std=0.2, mis
 
 def config(tmp_path, **overrides):
     values = dict(
-        output_dir=str(tmp_path), dataset_params=DATA, num_train_epochs=3, separation_epoch=2, learning_rate=0.5,
-        optim="sgd", lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=0.0, per_device_train_batch_size=50,
-        per_device_eval_batch_size=300, save_strategy="no", disable_tqdm=True, use_cpu=True,
+        output_dir=str(tmp_path),
+        dataset_params=DATA,
+        num_train_epochs=3,
+        separation_epoch=2,
+        learning_rate=0.5,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        per_device_train_batch_size=50,
+        per_device_eval_batch_size=300,
+        save_strategy="no",
+        disable_tqdm=True,
+        use_cpu=True,
     )
     return UsefulConfig(**{**values, **overrides})
 

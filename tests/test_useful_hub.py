@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from tests.hub_fixtures import hub_server, run_online  # noqa: F401  (hub_server is a fixture)
+from tests.hub_fixtures import run_online
 
 CHECK = textwrap.dedent("""
     import json, sys
@@ -27,15 +27,60 @@ CHECK = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_push_to_hub(hub_server, tmp_path):  # noqa: F811
-    common = ["--separation_epoch", "1", "--num_train_epochs", "2", "--disable_tqdm", "true", "--use_cpu", "true", "--cpu_threads", "1"]
-    proc = run_online(["-m", "hfdc", "useful", "--config", "recipes/useful/demo.yaml", "--output_dir", str(tmp_path / "u"),
-                       "--repo_id", "user/useful-demo", *common], hub_server, tmp_path / "home")
+def test_push_to_hub(hub_server, tmp_path):
+    common = [
+        "--separation_epoch",
+        "1",
+        "--num_train_epochs",
+        "2",
+        "--disable_tqdm",
+        "true",
+        "--use_cpu",
+        "true",
+        "--cpu_threads",
+        "1",
+    ]
+    proc = run_online(
+        [
+            "-m",
+            "hfdc",
+            "useful",
+            "--config",
+            "recipes/useful/demo.yaml",
+            "--output_dir",
+            str(tmp_path / "u"),
+            "--repo_id",
+            "user/useful-demo",
+            *common,
+        ],
+        hub_server,
+        tmp_path / "home",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = run_online(["-m", "hfdc", "tada", "--config", "recipes/tada/demo.yaml", "--output_dir", str(tmp_path / "t"),
-                       "--dataset_params", json.dumps({"n_train": 64, "n_validation": 10, "n_test": 32}), "--ddpm_epochs", "1",
-                       "--num_inference_steps", "10", "--repo_id", "user/tada-demo", "--ddpm_repo_id", "user/tada-ddpm", *common],
-                      hub_server, tmp_path / "home")
+    proc = run_online(
+        [
+            "-m",
+            "hfdc",
+            "tada",
+            "--config",
+            "recipes/tada/demo.yaml",
+            "--output_dir",
+            str(tmp_path / "t"),
+            "--dataset_params",
+            json.dumps({"n_train": 64, "n_validation": 10, "n_test": 32}),
+            "--ddpm_epochs",
+            "1",
+            "--num_inference_steps",
+            "10",
+            "--repo_id",
+            "user/tada-demo",
+            "--ddpm_repo_id",
+            "user/tada-ddpm",
+            *common,
+        ],
+        hub_server,
+        tmp_path / "home",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     script = tmp_path / "check.py"
     script.write_text(CHECK)

@@ -142,8 +142,12 @@ class Backend:
                 job = Job(i, j, sample_seed(seed, i, j), message_list)
                 if self.cache is not None:
                     keys[(i, j)] = cache_key(
-                        kind=self.kind, model=self.model, messages=message_list, temperature=float(temperature),
-                        max_new_tokens=max_new_tokens, seed=job.seed,
+                        kind=self.kind,
+                        model=self.model,
+                        messages=message_list,
+                        temperature=float(temperature),
+                        max_new_tokens=max_new_tokens,
+                        seed=job.seed,
                     )
                     record = self.cache.get(keys[(i, j)])
                     if record is not None:

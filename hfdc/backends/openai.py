@@ -42,7 +42,8 @@ def to_openai_messages(messages: list[dict]) -> list[dict]:
         content = message["content"]
         if not isinstance(content, str):
             content = [
-                {"type": "text", "text": part["text"]} if part["type"] == "text"
+                {"type": "text", "text": part["text"]}
+                if part["type"] == "text"
                 else {"type": "image_url", "image_url": {"url": image_data_url(part["image"])}}
                 for part in content
             ]
@@ -66,8 +67,17 @@ class OpenAIBackend(Backend):
     kind = "openai"
 
     def __init__(
-        self, model: str, base_url: str, api_key: str | None = None, max_workers: int = 8, timeout: float = 120.0,
-        max_retries: int = 5, backoff: float = 1.0, cache_dir=None, use_cache: bool = True, progress: bool = True,
+        self,
+        model: str,
+        base_url: str,
+        api_key: str | None = None,
+        max_workers: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        cache_dir=None,
+        use_cache: bool = True,
+        progress: bool = True,
     ):
         super().__init__(model, cache_dir=cache_dir, use_cache=use_cache, progress=progress)
         if max_workers < 1:

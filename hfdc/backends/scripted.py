@@ -25,7 +25,10 @@ class ScriptedBackend(Backend):
     kind = "scripted"
 
     def __init__(
-        self, responses: Callable | list | dict | None = None, name: str = "scripted", cache_dir=None,
+        self,
+        responses: Callable | list | dict | None = None,
+        name: str = "scripted",
+        cache_dir=None,
         progress: bool = False,
     ):
         super().__init__(name, cache_dir=cache_dir, use_cache=cache_dir is not None, progress=progress)

@@ -25,8 +25,15 @@ class TransformersBackend(Backend):
 
     kind = "transformers"
 
-    def __init__(self, path: str, device: str | None = None, dtype: str | torch.dtype = "auto", cache_dir=None,
-                 use_cache: bool = True, progress: bool = True):
+    def __init__(
+        self,
+        path: str,
+        device: str | None = None,
+        dtype: str | torch.dtype = "auto",
+        cache_dir=None,
+        use_cache: bool = True,
+        progress: bool = True,
+    ):
         super().__init__(str(path), cache_dir=cache_dir, use_cache=use_cache, progress=progress)
         config = AutoConfig.from_pretrained(path)
         self.is_vision = hasattr(config, "vision_config")

@@ -14,7 +14,11 @@ from hfdc.clipcov.budgets import check_fraction
 from hfdc.clipcov.greedy import ranked
 from hfdc.clipcov.scores import normalize
 from hfdc.clipcov.selection import (
-    SelectionResult, check_embeddings, check_labels, latent_classes, per_class_counts,
+    SelectionResult,
+    check_embeddings,
+    check_labels,
+    latent_classes,
+    per_class_counts,
 )
 
 
@@ -42,8 +46,9 @@ def random_subset(image_embeds, text_embeds, fraction, labels=None, class_text_e
     return finish("random", scores, rows, labels, image, class_text, {"fraction": fraction, "seed": seed})
 
 
-def clip_score(image_embeds, text_embeds, fraction, labels=None, class_text_embeds=None, seed=0,
-               chunk_rows: int = 65536) -> SelectionResult:
+def clip_score(
+    image_embeds, text_embeds, fraction, labels=None, class_text_embeds=None, seed=0, chunk_rows: int = 65536
+) -> SelectionResult:
     """CLIP-score filtering: the rows with the highest cos(img_i, cap_i) (Hessel et al. 2021; DataComp)."""
     image, text, class_text = check_embeddings(image_embeds, text_embeds, class_text_embeds)
     total = check_fraction(fraction, image.shape[0])
@@ -51,8 +56,15 @@ def clip_score(image_embeds, text_embeds, fraction, labels=None, class_text_embe
     for start in range(0, image.shape[0], chunk_rows):
         stop = start + chunk_rows
         scores[start:stop] = (normalize(image[start:stop]) * normalize(text[start:stop])).sum(1).numpy()
-    return finish("clip_score", scores, top_rows(scores, total, seed), labels, image, class_text,
-                  {"fraction": fraction, "seed": seed})
+    return finish(
+        "clip_score",
+        scores,
+        top_rows(scores, total, seed),
+        labels,
+        image,
+        class_text,
+        {"fraction": fraction, "seed": seed},
+    )
 
 
 def duplicate_scores(embeds: torch.Tensor, block_rows: int = 1024) -> torch.Tensor:
@@ -67,8 +79,9 @@ def duplicate_scores(embeds: torch.Tensor, block_rows: int = 1024) -> torch.Tens
     return out
 
 
-def semdedup(image_embeds, text_embeds, fraction, labels=None, class_text_embeds=None, seed=0,
-             num_clusters: int | None = None) -> SelectionResult:
+def semdedup(
+    image_embeds, text_embeds, fraction, labels=None, class_text_embeds=None, seed=0, num_clusters: int | None = None
+) -> SelectionResult:
     """SemDeDup (Abbas et al. 2023, arXiv 2303.09540): k-means on image embeddings; in each cluster,
     ordered from farthest to nearest the centroid, a row's duplicate score is its max cosine to any
     earlier row; drop rows above 1 - eps. Here eps is set by the budget: keep the ``round(fraction*N)``
@@ -92,8 +105,15 @@ def semdedup(image_embeds, text_embeds, fraction, labels=None, class_text_embeds
         members = embeds[torch.from_numpy(rows)]
         order = np.argsort((members @ centroids[c]).numpy(), kind="stable")  # farthest first
         scores[rows[order]] = -duplicate_scores(members[torch.from_numpy(order)]).numpy()
-    return finish("semdedup", scores, top_rows(scores, total, seed), labels, image, class_text,
-                  {"fraction": fraction, "seed": seed, "num_clusters": k})
+    return finish(
+        "semdedup",
+        scores,
+        top_rows(scores, total, seed),
+        labels,
+        image,
+        class_text,
+        {"fraction": fraction, "seed": seed, "num_clusters": k},
+    )
 
 
 BASELINES = {"random": random_subset, "clip_score": clip_score, "semdedup": semdedup}

@@ -55,7 +55,9 @@ def select_dataset(
         image, text = embedding_arrays(dataset.select_columns(list(EMBEDDING_COLUMNS)))
     else:
         if model is None or processor is None:
-            raise ValueError(f"pass model= and processor= (a proxy CLIP) or a dataset with columns {EMBEDDING_COLUMNS}")
+            raise ValueError(
+                f"pass model= and processor= (a proxy CLIP) or a dataset with columns {EMBEDDING_COLUMNS}"
+            )
         embeddings = clip_embeddings(dataset, model, processor, image_column, caption_column, batch_size, cache_dir)
         image, text = embedding_arrays(embeddings)
     labels = None
@@ -67,5 +69,6 @@ def select_dataset(
         if model is None:
             raise ValueError("class_names need model= and processor= to embed the prompts; or pass class_text_embeds")
         class_text_embeds = class_text_embeddings(model, processor, class_names, list(prompt_templates)).numpy()
-    return SELECTORS[method](image, text, fraction, labels=labels, class_text_embeds=class_text_embeds, seed=seed,
-                             **method_kwargs)
+    return SELECTORS[method](
+        image, text, fraction, labels=labels, class_text_embeds=class_text_embeds, seed=seed, **method_kwargs
+    )

@@ -26,8 +26,10 @@ def check_captions(captions, column: str, offset: int = 0) -> list[str]:
     """The captions as strings; a ValueError naming the first missing (None / empty) one."""
     for i, caption in enumerate(captions):
         if not isinstance(caption, str) or not caption.strip():
-            raise ValueError(f"caption missing in column {column!r} at row {offset + i} ({caption!r}); "
-                             "fill or filter those rows before selecting")
+            raise ValueError(
+                f"caption missing in column {column!r} at row {offset + i} ({caption!r}); "
+                "fill or filter those rows before selecting"
+            )
     return list(captions)
 
 
@@ -38,7 +40,7 @@ def text_embeddings(model, processor, texts: list[str], batch_size: int = 256) -
     model.eval()
     out = []
     for start in range(0, len(texts), batch_size):
-        tokens = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, return_tensors="pt")
+        tokens = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, return_tensors="pt")
         tokens = {k: v.to(model.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
         out.append(projected(model.get_text_features(**tokens)).float().cpu())
     embeds = torch.cat(out)
@@ -52,8 +54,10 @@ def image_embeddings(model, processor, images: list, batch_size: int = 256) -> t
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        pixels = image_processor(images=images[start:start + batch_size], return_tensors="pt")["pixel_values"]
-        out.append(projected(model.get_image_features(pixel_values=pixels.to(model.device, model.dtype))).float().cpu())
+        pixels = image_processor(images=images[start : start + batch_size], return_tensors="pt")["pixel_values"]
+        out.append(
+            projected(model.get_image_features(pixel_values=pixels.to(model.device, model.dtype))).float().cpu()
+        )
     embeds = torch.cat(out)
     return embeds / embeds.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
@@ -86,8 +90,9 @@ def clip_embeddings(
     for role, column in (("image_column", image_column), ("caption_column", caption_column)):
         if column not in dataset.column_names:
             what = "captions missing: " if role == "caption_column" else ""
-            raise ValueError(f"{what}{role}={column!r} is not a column of the dataset; columns are "
-                             f"{dataset.column_names}")
+            raise ValueError(
+                f"{what}{role}={column!r} is not a column of the dataset; columns are {dataset.column_names}"
+            )
     state = process_state()
     key = f"{dataset._fingerprint}-{model_fingerprint(model)}-{image_column}-{caption_column}"
     if state.num_processes == 1 or cache_dir is None:
@@ -99,8 +104,12 @@ def clip_embeddings(
     shards = [(dataset.shard(count, i, contiguous=True), f"{key}-shard{i}of{count}") for i in range(count)]
     embed_rows(*shards[state.process_index], model, processor, image_column, caption_column, batch_size, cache_dir)
     state.wait_for_everyone()
-    return concatenate_datasets([embed_rows(shard, shard_key, model, processor, image_column, caption_column,
-                                            batch_size, cache_dir) for shard, shard_key in shards])
+    return concatenate_datasets(
+        [
+            embed_rows(shard, shard_key, model, processor, image_column, caption_column, batch_size, cache_dir)
+            for shard, shard_key in shards
+        ]
+    )
 
 
 def embed_rows(dataset, key: str, model, processor, image_column, caption_column, batch_size, cache_dir) -> Dataset:
@@ -120,9 +129,16 @@ def embed_rows(dataset, key: str, model, processor, image_column, caption_column
 
     features = Features({"image_embeds": List(Value("float32")), "text_embeds": List(Value("float32"))})
     return dataset.map(
-        embed, batched=True, batch_size=batch_size, with_indices=True, remove_columns=dataset.column_names,
-        features=features, cache_file_name=cache_file, new_fingerprint=fingerprint,
-        keep_in_memory=cache_file is None, desc="proxy CLIP embeddings",
+        embed,
+        batched=True,
+        batch_size=batch_size,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        features=features,
+        cache_file_name=cache_file,
+        new_fingerprint=fingerprint,
+        keep_in_memory=cache_file is None,
+        desc="proxy CLIP embeddings",
     )
 
 

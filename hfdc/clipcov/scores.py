@@ -42,8 +42,8 @@ def row_and_column_sums(
     columns = torch.zeros(b.shape[0])
     step = max(1, block_elements // max(1, b.shape[0]))
     for start in range(0, a.shape[0], step):
-        block = thresholded_(a[start:start + step] @ b.T, threshold)
-        rows[start:start + step] = block.sum(1)
+        block = thresholded_(a[start : start + step] @ b.T, threshold)
+        rows[start : start + step] = block.sum(1)
         columns += block.sum(0)
     return rows, columns
 

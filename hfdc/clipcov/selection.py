@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hfdc.clipcov.budgets import class_budgets, check_fraction
+from hfdc.clipcov.budgets import check_fraction, class_budgets
 from hfdc.clipcov.greedy import diminishing_returns_greedy
 from hfdc.clipcov.scores import PENALTIES, class_scores, normalize
 from hfdc.distributed import process_state
@@ -38,8 +38,12 @@ class SelectionResult:
         for name, values in (("all", self.scores), ("selected", self.scores[self.indices])):
             values = values[np.isfinite(values)]
             if len(values):
-                stats.update({f"score_{name}_{k}": round(float(f(values)), 6) for k, f in
-                              (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max))})
+                stats.update(
+                    {
+                        f"score_{name}_{k}": round(float(f(values)), 6)
+                        for k, f in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max))
+                    }
+                )
         return stats
 
 
@@ -64,17 +68,20 @@ def check_embeddings(image_embeds, text_embeds, class_text_embeds=None):
             raise ValueError(f"{name} must be 2-D [rows, dim], got shape {tuple(x.shape)}")
         if not torch.is_floating_point(x):
             raise TypeError(f"{name} must be floating point, got {x.dtype}")
-        if not all(torch.isfinite(x[i:i + 65536].sum(dtype=torch.float64)) for i in range(0, x.shape[0], 65536)):
+        if not all(torch.isfinite(x[i : i + 65536].sum(dtype=torch.float64)) for i in range(0, x.shape[0], 65536)):
             raise ValueError(f"{name} contains NaN or inf; recompute the embeddings")
     if image.shape[0] != text.shape[0]:
-        raise ValueError(f"image_embeds has {image.shape[0]} rows but text_embeds has {text.shape[0]}; "
-                         "they must be aligned pairs")
+        raise ValueError(
+            f"image_embeds has {image.shape[0]} rows but text_embeds has {text.shape[0]}; they must be aligned pairs"
+        )
     if image.shape[0] == 0:
         raise ValueError("image_embeds and text_embeds are empty")
     for name, x in (("text_embeds", text), ("class_text_embeds", class_text)):
         if x is not None and x.shape[1] != image.shape[1]:
-            raise ValueError(f"embedding dims differ: image_embeds has dim {image.shape[1]}, {name} has "
-                             f"dim {x.shape[1]}; embed both with the same CLIP model")
+            raise ValueError(
+                f"embedding dims differ: image_embeds has dim {image.shape[1]}, {name} has "
+                f"dim {x.shape[1]}; embed both with the same CLIP model"
+            )
     return image, text, class_text
 
 
@@ -84,8 +91,8 @@ def latent_classes(image_embeds, class_text_embeds, chunk_rows: int = 65536) -> 
     class_text = normalize(as_tensor(class_text_embeds, "class_text_embeds"))
     labels = np.empty(image.shape[0], dtype=np.int64)
     for start in tqdm(range(0, image.shape[0], chunk_rows), desc="zero-shot classes", leave=False):
-        block = normalize(image[start:start + chunk_rows])
-        labels[start:start + chunk_rows] = (block @ class_text.T).argmax(1).numpy()
+        block = normalize(image[start : start + chunk_rows])
+        labels[start : start + chunk_rows] = (block @ class_text.T).argmax(1).numpy()
     return labels
 
 
@@ -103,16 +110,19 @@ def check_labels(labels, size: int, num_classes: int | None) -> tuple[np.ndarray
         raise ValueError(f"label {labels.max()} has no row in class_text_embeds ({num_classes} classes)")
     empty = np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0)
     if len(empty):
-        raise ValueError(f"classes {empty[:10].tolist()} have no examples; drop them from class_text_embeds "
-                         "or relabel to consecutive ids")
+        raise ValueError(
+            f"classes {empty[:10].tolist()} have no examples; drop them from class_text_embeds "
+            "or relabel to consecutive ids"
+        )
     return labels.astype(np.int64), num_classes
 
 
 class ClassPartition:
     """Row indices grouped by class, and each class's normalised image / caption centroid (zero if empty)."""
 
-    def __init__(self, image: torch.Tensor, text: torch.Tensor, labels: np.ndarray, num_classes: int,
-                 chunk_rows: int = 65536):
+    def __init__(
+        self, image: torch.Tensor, text: torch.Tensor, labels: np.ndarray, num_classes: int, chunk_rows: int = 65536
+    ):
         self.labels = labels
         self.order = np.argsort(labels, kind="stable")
         self.sizes = np.bincount(labels, minlength=num_classes)
@@ -121,14 +131,14 @@ class ClassPartition:
         self.image_centroids = torch.zeros(num_classes, image.shape[1])
         self.text_centroids = torch.zeros(num_classes, image.shape[1])
         for start in range(0, len(labels), chunk_rows):  # contiguous chunks: no gather over the data
-            index = torch.from_numpy(labels[start:start + chunk_rows])
-            self.image_centroids.index_add_(0, index, normalize(image[start:start + chunk_rows]))
-            self.text_centroids.index_add_(0, index, normalize(text[start:start + chunk_rows]))
+            index = torch.from_numpy(labels[start : start + chunk_rows])
+            self.image_centroids.index_add_(0, index, normalize(image[start : start + chunk_rows]))
+            self.text_centroids.index_add_(0, index, normalize(text[start : start + chunk_rows]))
         self.image_centroids = normalize(self.image_centroids)
         self.text_centroids = normalize(self.text_centroids)
 
     def members(self, c: int) -> np.ndarray:
-        return self.order[self.starts[c]:self.starts[c + 1]]
+        return self.order[self.starts[c] : self.starts[c + 1]]
 
 
 def process_shard() -> tuple[int, int]:
@@ -144,8 +154,19 @@ def shard_classes(sizes: np.ndarray, shard_index: int, num_shards: int) -> np.nd
     return np.sort(by_size[shard_index::num_shards])
 
 
-def select_classes(image, text, partition: ClassPartition, budgets, classes, class_text, tiebreak,
-                   threshold, block_size, penalty, show_progress=True) -> tuple[np.ndarray, np.ndarray]:
+def select_classes(
+    image,
+    text,
+    partition: ClassPartition,
+    budgets,
+    classes,
+    class_text,
+    tiebreak,
+    threshold,
+    block_size,
+    penalty,
+    show_progress=True,
+) -> tuple[np.ndarray, np.ndarray]:
     """(selected rows, scores with NaN outside ``classes``) for the given classes only."""
     scores = np.full(len(partition.labels), np.nan, dtype=np.float32)
     selected = []
@@ -154,11 +175,19 @@ def select_classes(image, text, partition: ClassPartition, budgets, classes, cla
         index = torch.from_numpy(rows)
         img, txt = normalize(image[index]), normalize(text[index])
         label_text = None if class_text is None else class_text[c]
-        s = class_scores(img, txt, int(c), partition.image_centroids, partition.text_centroids,
-                         partition.present, label_text, threshold, penalty)
+        s = class_scores(
+            img,
+            txt,
+            int(c),
+            partition.image_centroids,
+            partition.text_centroids,
+            partition.present,
+            label_text,
+            threshold,
+            penalty,
+        )
         scores[rows] = s.numpy()
-        picks = diminishing_returns_greedy(img, txt, s.numpy(), int(budgets[c]), tiebreak[rows],
-                                           block_size, threshold)
+        picks = diminishing_returns_greedy(img, txt, s.numpy(), int(budgets[c]), tiebreak[rows], block_size, threshold)
         selected.append(rows[picks])
     rows = np.concatenate(selected) if selected else np.zeros(0, dtype=np.int64)
     return rows, scores
@@ -194,8 +223,9 @@ def select(
         threshold = None  # cosines are >= -1: nothing would be zeroed, so use the factorised sums
     if labels is None:
         if class_text is None:
-            raise ValueError("pass labels= or class_text_embeds= (class-name prompt embeddings for zero-shot "
-                             "latent classes)")
+            raise ValueError(
+                "pass labels= or class_text_embeds= (class-name prompt embeddings for zero-shot latent classes)"
+            )
         labels, num_classes = latent_classes(image, class_text), class_text.shape[0]
     else:
         labels, num_classes = check_labels(labels, image.shape[0], None if class_text is None else class_text.shape[0])
@@ -206,14 +236,15 @@ def select(
     tiebreak = np.random.default_rng(seed).permutation(image.shape[0])
     shard_index, num_shards = process_shard()
     classes = shard_classes(partition.sizes, shard_index, num_shards)
-    rows, scores = select_classes(image, text, partition, budgets, classes, class_text, tiebreak,
-                                  threshold, block_size, penalty, show_progress)
+    rows, scores = select_classes(
+        image, text, partition, budgets, classes, class_text, tiebreak, threshold, block_size, penalty, show_progress
+    )
     if num_shards > 1:
         rows, scores = gather_shards(rows, scores)
-    params = {"fraction": fraction, "threshold": threshold, "block_size": block_size, "penalty": penalty,
-              "seed": seed}
-    return SelectionResult(np.sort(rows), scores, per_class_counts(labels, rows, num_classes), labels,
-                           "clipcov", params)
+    params = {"fraction": fraction, "threshold": threshold, "block_size": block_size, "penalty": penalty, "seed": seed}
+    return SelectionResult(
+        np.sort(rows), scores, per_class_counts(labels, rows, num_classes), labels, "clipcov", params
+    )
 
 
 def gather_shards(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,24 +26,39 @@ class ImageCaptionCollator:
         captions = check_captions([row[self.caption_column] for row in rows], self.caption_column)
         tokens = self.tokenizer(captions, padding=True, truncation=True, return_tensors="pt")
         pixels = self.image_processor(images=[row[self.image_column] for row in rows], return_tensors="pt")
-        return {"pixel_values": pixels["pixel_values"], "input_ids": tokens["input_ids"],
-                "attention_mask": tokens["attention_mask"], "return_loss": True}
+        return {
+            "pixel_values": pixels["pixel_values"],
+            "input_ids": tokens["input_ids"],
+            "attention_mask": tokens["attention_mask"],
+            "return_loss": True,
+        }
 
 
-def train_clip(model, processor, dataset: Dataset, args: TrainingArguments, image_column: str = "image",
-               caption_column: str = "caption") -> Trainer:
+def train_clip(
+    model,
+    processor,
+    dataset: Dataset,
+    args: TrainingArguments,
+    image_column: str = "image",
+    caption_column: str = "caption",
+) -> Trainer:
     """Train ``model`` contrastively on ``dataset`` with ``Trainer``; returns the trainer after training.
 
     ``args.remove_unused_columns`` must be False (the collator needs the raw image and caption columns).
     """
     for role, column in (("image_column", image_column), ("caption_column", caption_column)):
         if column not in dataset.column_names:
-            raise ValueError(f"{role}={column!r} is not a column of the training data; "
-                             f"columns are {dataset.column_names}")
+            raise ValueError(
+                f"{role}={column!r} is not a column of the training data; columns are {dataset.column_names}"
+            )
     if args.remove_unused_columns:
         raise ValueError("set remove_unused_columns=False: the collator reads the image and caption columns")
-    trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                      data_collator=ImageCaptionCollator(processor, image_column, caption_column))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=ImageCaptionCollator(processor, image_column, caption_column),
+    )
     trainer.train()
     return trainer
 
@@ -59,16 +74,25 @@ def class_text_embeddings(model, processor, class_names: list[str], templates: l
 
 
 @torch.no_grad()
-def zero_shot_accuracy(model, processor, dataset: Dataset, class_names: list[str], templates: list[str],
-                       image_column: str = "image", label_column: str = "label", batch_size: int = 256) -> float:
+def zero_shot_accuracy(
+    model,
+    processor,
+    dataset: Dataset,
+    class_names: list[str],
+    templates: list[str],
+    image_column: str = "image",
+    label_column: str = "label",
+    batch_size: int = 256,
+) -> float:
     """Fraction of ``dataset`` rows whose image is closest (cosine) to its own class's prompt embedding."""
     if label_column not in dataset.column_names:
-        raise ValueError(f"label_column={label_column!r} is not a column of the evaluation data; "
-                         f"columns are {dataset.column_names}")
+        raise ValueError(
+            f"label_column={label_column!r} is not a column of the evaluation data; columns are {dataset.column_names}"
+        )
     prompts = class_text_embeddings(model, processor, class_names, templates)
     correct = 0
     for start in range(0, len(dataset), batch_size):
-        batch = dataset[start:start + batch_size]
+        batch = dataset[start : start + batch_size]
         images = image_embeddings(model, processor, batch[image_column], batch_size)
         correct += int(((images @ prompts.T).argmax(1).numpy() == np.asarray(batch[label_column])).sum())
     return correct / len(dataset)

@@ -29,10 +29,16 @@ def load_model(config: ColmConfig):
     if config.lora_r > 0:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
-                                                 lora_dropout=config.lora_dropout,
-                                                 target_modules=list(config.lora_target_modules),
-                                                 task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=list(config.lora_target_modules),
+                task_type="CAUSAL_LM",
+            ),
+        )
     return model, tokenizer
 
 
@@ -45,10 +51,16 @@ def build_trainer(config: ColmConfig) -> ColmTrainer:
         if split not in data:
             continue
         part = data[split].select(range(min(limit, len(data[split])))) if limit else data[split]
-        splits[split] = tokenize_mixture(part, tokenizer, config.text_template, config.source_column,
-                                         config.max_length)
-    return ColmTrainer(model=model, args=config, train_dataset=splits["train"],
-                       eval_dataset=splits.get("validation"), processing_class=tokenizer)
+        splits[split] = tokenize_mixture(
+            part, tokenizer, config.text_template, config.source_column, config.max_length
+        )
+    return ColmTrainer(
+        model=model,
+        args=config,
+        train_dataset=splits["train"],
+        eval_dataset=splits.get("validation"),
+        processing_class=tokenizer,
+    )
 
 
 def run(config: ColmConfig):
@@ -62,7 +74,8 @@ def run(config: ColmConfig):
     figures["mean selection time (s)"] = round(selection.get("colm/selection_time_s", float("nan")), 4)
     figures["mean matching error"] = round(selection.get("colm/matching_error", float("nan")), 4)
     figures["mean matching error of a random small batch"] = round(
-        selection.get("colm/random_matching_error", float("nan")), 4)
+        selection.get("colm/random_matching_error", float("nan")), 4
+    )
     if not trainer.is_world_process_zero():
         return None
     trainer.processing_class.save_pretrained(config.output_dir)
@@ -73,9 +86,11 @@ def run(config: ColmConfig):
         "base_model": None if config.model_name_or_path.startswith("tiny:") else config.model_name_or_path,
         "datasets": [config.dataset],
         "tags": ["coreset", "data-mixture", "causal-lm"],
-        "description": (f"Fine-tuned with CoLM: each step trains on {config.per_device_train_batch_size} of "
-                        f"{config.large_batch_size} examples per device chosen by facility location on "
-                        "zeroth-order gradient features."),
+        "description": (
+            f"Fine-tuned with CoLM: each step trains on {config.per_device_train_batch_size} of "
+            f"{config.large_batch_size} examples per device chosen by facility location on "
+            "zeroth-order gradient features."
+        ),
         "config": {k: v for k, v in dataclasses.asdict(config).items() if _plain(v)},
         "figures": figures,
     }
@@ -86,4 +101,5 @@ def run(config: ColmConfig):
 
 def _plain(value) -> bool:
     return isinstance(value, (str, int, float, bool, type(None))) or (
-        isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value))
+        isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value)
+    )

@@ -24,8 +24,10 @@ class ColmConfig(TrainingArguments):
     # --- selection ---
     selection_ratio: float = field(
         default=0.5,
-        metadata={"help": "Small batch / large batch. The large batch per device is "
-                  "ceil(per_device_train_batch_size / selection_ratio)."},
+        metadata={
+            "help": "Small batch / large batch. The large batch per device is "
+            "ceil(per_device_train_batch_size / selection_ratio)."
+        },
     )
     source_column: str = field(default="source", metadata={"help": "Column naming each example's data source."})
     keep_sources: list[str] = field(
@@ -38,8 +40,10 @@ class ColmConfig(TrainingArguments):
     )
     similarity: str = field(
         default="l1",
-        metadata={"help": f"Facility-location similarity between features: {' / '.join(METRICS)} "
-                  "(l1: max_dist - |x_i - x_j|_1, as in the paper)."},
+        metadata={
+            "help": f"Facility-location similarity between features: {' / '.join(METRICS)} "
+            "(l1: max_dist - |x_i - x_j|_1, as in the paper)."
+        },
     )
     use_medoid_weights: bool = field(
         default=False,
@@ -48,8 +52,10 @@ class ColmConfig(TrainingArguments):
     # --- zeroth-order gradient features ---
     zo_parameters: str = field(
         default="v_proj",
-        metadata={"help": "Regex of the parameter block for gradient features; the last layer's matches are used, "
-                  "only LoRA weights on a PEFT model (paper: last layer's V-projection)."},
+        metadata={
+            "help": "Regex of the parameter block for gradient features; the last layer's matches are used, "
+            "only LoRA weights on a PEFT model (paper: last layer's V-projection)."
+        },
     )
     zo_eps: float = field(default=1e-3, metadata={"help": "Perturbation size of the two-sided zeroth-order estimate."})
     zo_directions: int = field(
@@ -57,21 +63,23 @@ class ColmConfig(TrainingArguments):
     )
     zo_reuse_prefix: bool = field(
         default=True,
-        metadata={"help": "Run the layers before the block's layer once per chunk and only the rest for each "
-                  "perturbed pass (the paper's efficient variant; same features). Set false for models whose layers "
-                  "do not return a hidden-states tensor."},
+        metadata={
+            "help": "Run the layers before the block's layer once per chunk and only the rest for each "
+            "perturbed pass (the paper's efficient variant; same features). Set false for models whose layers "
+            "do not return a hidden-states tensor."
+        },
     )
-    zo_dim: int = field(
-        default=2560, metadata={"help": "Feature coordinates kept per source after sparsification."}
-    )
+    zo_dim: int = field(default=2560, metadata={"help": "Feature coordinates kept per source after sparsification."})
     sparsify: str = field(
         default="top",
         metadata={"help": f"Which coordinates to keep per source: {' / '.join(SPARSIFY)} (by |mean feature|)."},
     )
     feature_optimizer: str = field(
         default="adam",
-        metadata={"help": "Feature normalisation: adam (m_hat / (sqrt(v_hat) + eps), moments kept across steps, "
-                  "HF Adam betas/eps) or sgd (raw features)."},
+        metadata={
+            "help": "Feature normalisation: adam (m_hat / (sqrt(v_hat) + eps), moments kept across steps, "
+            "HF Adam betas/eps) or sgd (raw features)."
+        },
     )
     # --- what `hfdc colm` trains on (ignored by ColmTrainer itself) ---
     model_name_or_path: str = field(
@@ -80,12 +88,16 @@ class ColmConfig(TrainingArguments):
     )
     dataset: str = field(
         default="sentiment",
-        metadata={"help": "hfdc embedded data set name (hfdc.data) or a Hub / local data set for datasets.load_dataset."},
+        metadata={
+            "help": "hfdc embedded data set name (hfdc.data) or a Hub / local data set for datasets.load_dataset."
+        },
     )
     text_template: str = field(
         default="{text}",
-        metadata={"help": "Python format string over a row's columns giving the training text, "
-                  "e.g. '{instruction}\\n{output}' for MathInstruct."},
+        metadata={
+            "help": "Python format string over a row's columns giving the training text, "
+            "e.g. '{instruction}\\n{output}' for MathInstruct."
+        },
     )
     max_length: int = field(default=64, metadata={"help": "Tokens per example after truncation."})
     max_train_samples: int = field(default=0, metadata={"help": "Use only the first N training rows (0: all)."})

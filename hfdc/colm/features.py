@@ -139,7 +139,7 @@ class LayerInputCache:
         self.hidden: torch.Tensor | None = None
 
     @classmethod
-    def for_block(cls, model: torch.nn.Module, block: list[tuple[str, torch.nn.Parameter]]) -> "LayerInputCache | None":
+    def for_block(cls, model: torch.nn.Module, block: list[tuple[str, torch.nn.Parameter]]) -> LayerInputCache | None:
         """The cache for ``block``'s layer, or None when the block is in no numbered layer of a ModuleList
         (e.g. lm_head) or in the first layer (nothing to skip)."""
         match = _LAYER.search(block[0][0])
@@ -187,5 +187,7 @@ def _identity(hidden_states, *args, **kwargs):
 
 def _check_tensor_output(module, args, output):
     if not isinstance(output, torch.Tensor):
-        raise TypeError(f"{type(module).__name__} returns {type(output).__name__}, not the hidden-states tensor, so "
-                        "its output cannot be skipped; set zo_reuse_prefix=False")
+        raise TypeError(
+            f"{type(module).__name__} returns {type(output).__name__}, not the hidden-states tensor, so "
+            "its output cannot be skipped; set zo_reuse_prefix=False"
+        )

@@ -24,8 +24,13 @@ class FeatureMatrix:
     """A [B, D] matrix whose entries ``block(rows, columns)`` computes on demand, read in column blocks of at
     most ``block_elements`` entries; ``FeatureMatrix.of(tensor)`` wraps a stored matrix."""
 
-    def __init__(self, shape: tuple[int, int], block: Callable[[torch.Tensor, slice | torch.Tensor], torch.Tensor],
-                 device: torch.device, block_elements: int = BLOCK_ELEMENTS):
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        block: Callable[[torch.Tensor, slice | torch.Tensor], torch.Tensor],
+        device: torch.device,
+        block_elements: int = BLOCK_ELEMENTS,
+    ):
         self.shape, self.block, self.device, self.block_elements = shape, block, device, block_elements
 
     @classmethod
@@ -92,8 +97,8 @@ class FeatureMoments:
         mean = s.mean(0) @ g.directions / d
         gram = s.T @ s / len(s)
         mean_square = ((gram @ g.directions) * g.directions).sum(0) / d**2
-        self.m = (self.beta1 * self.m + (1 - self.beta1) * mean.cpu().to(self.m.dtype))
-        self.v = (self.beta2 * self.v + (1 - self.beta2) * mean_square.cpu().to(self.v.dtype))
+        self.m = self.beta1 * self.m + (1 - self.beta1) * mean.cpu().to(self.m.dtype)
+        self.v = self.beta2 * self.v + (1 - self.beta2) * mean_square.cpu().to(self.v.dtype)
         self.step += 1
 
     def state_dict(self) -> dict:
@@ -101,8 +106,10 @@ class FeatureMoments:
 
     def load_state_dict(self, state: dict) -> None:
         if state["m"].shape != self.m.shape:
-            raise ValueError(f"saved CoLM moments have dimension {state['m'].shape[0]}, the parameter block has "
-                             f"{self.m.shape[0]}; resume with the same zo_parameters and model")
+            raise ValueError(
+                f"saved CoLM moments have dimension {state['m'].shape[0]}, the parameter block has "
+                f"{self.m.shape[0]}; resume with the same zo_parameters and model"
+            )
         self.m, self.v, self.step = state["m"], state["v"], int(state["step"])
 
 

@@ -50,8 +50,9 @@ def select_small_batch(
     sizes = {g: groups.count(g) for g in sorted(set(groups))}
     budgets = group_budgets(sizes, budget_left, budget_mode) if budget_mode != "none" else {0: budget_left}
     members = {g: pool[torch.tensor([x == g for x in groups], device=pool.device)] for g, k in budgets.items() if k}
-    means = features.means([(torch.arange(len(features), device=pool.device), None)]
-                           + [(rows, None) for rows in members.values()])
+    means = features.means(
+        [(torch.arange(len(features), device=pool.device), None)] + [(rows, None) for rows in members.values()]
+    )
     if not torch.isfinite(means[0]).all():
         raise ValueError("gradient features contain NaN/inf: lower learning_rate or zo_eps, or check the loss")
     indices, weights = [kept], [torch.ones(len(kept), device=features.device)]
@@ -63,8 +64,9 @@ def select_small_batch(
     return SmallBatch(torch.cat(indices), torch.cat(weights), budgets)
 
 
-def matching_errors(features: torch.Tensor | FeatureMatrix,
-                    subsets: list[tuple[torch.Tensor, torch.Tensor | None]]) -> list[float]:
+def matching_errors(
+    features: torch.Tensor | FeatureMatrix, subsets: list[tuple[torch.Tensor, torch.Tensor | None]]
+) -> list[float]:
     """|mean_S f - mean_B f| / |mean_B f| for each (S, weights) of ``subsets`` (a weighted mean over S when the
     weights are not None), from one pass over the features."""
     features = FeatureMatrix.of(features)
@@ -74,7 +76,8 @@ def matching_errors(features: torch.Tensor | FeatureMatrix,
     return [float((a - target).norm() / scale) for a in approx]
 
 
-def matching_error(features: torch.Tensor | FeatureMatrix, indices: torch.Tensor,
-                   weights: torch.Tensor | None = None) -> float:
+def matching_error(
+    features: torch.Tensor | FeatureMatrix, indices: torch.Tensor, weights: torch.Tensor | None = None
+) -> float:
     """|mean_S f - mean_B f| / |mean_B f| for the rows S = ``indices`` (``matching_errors`` for one subset)."""
     return matching_errors(features, [(indices, weights)])[0]

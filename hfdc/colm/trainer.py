@@ -45,7 +45,9 @@ class SourceCollator:
         names = [row[self.column] for row in rows]
         unknown = sorted(set(names) - set(self.sources))
         if unknown:
-            raise ValueError(f"sources {unknown} in column {self.column!r} were not in the training data {self.sources}")
+            raise ValueError(
+                f"sources {unknown} in column {self.column!r} were not in the training data {self.sources}"
+            )
         batch = self.base([{k: v for k, v in row.items() if k != self.column} for row in rows])
         batch[SOURCE_KEY] = torch.tensor([self.sources.index(name) for name in names])
         return batch
@@ -59,24 +61,41 @@ class ColmTrainer(Trainer):
     the last ``HISTORY_SIZE`` selections (step, positions in the gathered large batch, weights, sources).
     """
 
-    def __init__(self, model=None, args: ColmConfig | None = None, data_collator=None, train_dataset=None,
-                 processing_class=None, **kwargs):
+    def __init__(
+        self,
+        model=None,
+        args: ColmConfig | None = None,
+        data_collator=None,
+        train_dataset=None,
+        processing_class=None,
+        **kwargs,
+    ):
         if not isinstance(args, ColmConfig):
             raise TypeError(f"ColmTrainer needs args=ColmConfig(...), got {type(args).__name__}")
         if train_dataset is None or args.source_column not in train_dataset.column_names:
-            raise ValueError(f"train_dataset needs a {args.source_column!r} column (set source_column to the column "
-                             "naming each example's data source)")
+            raise ValueError(
+                f"train_dataset needs a {args.source_column!r} column (set source_column to the column "
+                "naming each example's data source)"
+            )
         self.sources = sorted(set(train_dataset[args.source_column]))
         missing = sorted(set(args.keep_sources) - set(self.sources))
         if missing:
-            raise ValueError(f"keep_sources {missing} have no examples (empty source) in column "
-                             f"{args.source_column!r}; sources are {self.sources}")
+            raise ValueError(
+                f"keep_sources {missing} have no examples (empty source) in column "
+                f"{args.source_column!r}; sources are {self.sources}"
+            )
         if data_collator is None:
             if processing_class is None:
                 raise ValueError("pass data_collator= or processing_class= (a tokenizer) to ColmTrainer")
             data_collator = DataCollatorForLanguageModeling(processing_class, mlm=False)
-        super().__init__(model=model, args=args, data_collator=SourceCollator(data_collator, self.sources,
-                         args.source_column), train_dataset=train_dataset, processing_class=processing_class, **kwargs)
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=SourceCollator(data_collator, self.sources, args.source_column),
+            train_dataset=train_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
         self.block = find_parameter_block(self.model, args.zo_parameters)
         dim = sum(p.numel() for _, p in self.block)
         self.moments = FeatureMoments(dim, args.adam_beta1, args.adam_beta2, args.adam_epsilon)
@@ -110,10 +129,16 @@ class ColmTrainer(Trainer):
         args = self.args
         sources = inputs.pop(SOURCE_KEY)
         start = time.perf_counter()
-        estimates = zeroth_order_features(self.accelerator.unwrap_model(self.model), self.block, inputs, args.zo_eps,
-                                          seed=args.seed * 1_000_003 + self.moments.step,
-                                          directions=args.zo_directions, chunk_size=args.per_device_train_batch_size,
-                                          reuse_prefix=args.zo_reuse_prefix)
+        estimates = zeroth_order_features(
+            self.accelerator.unwrap_model(self.model),
+            self.block,
+            inputs,
+            args.zo_eps,
+            seed=args.seed * 1_000_003 + self.moments.step,
+            directions=args.zo_directions,
+            chunk_size=args.per_device_train_batch_size,
+            reuse_prefix=args.zo_reuse_prefix,
+        )
         world = self.accelerator.num_processes
         if world > 1:  # the directions come from the same seed on every rank: only the slopes travel
             slopes, sources = self.accelerator.gather(estimates.slopes), self.accelerator.gather(sources)
@@ -124,8 +149,17 @@ class ColmTrainer(Trainer):
         keep = tuple(self.sources.index(s) for s in args.keep_sources)
         choice = [None]
         if self.accelerator.is_main_process:
-            chosen = select_small_batch(features, sources, budget, keep, args.budget_mode, args.similarity,
-                                        args.zo_dim, args.sparsify, seed=args.seed + self.moments.step)
+            chosen = select_small_batch(
+                features,
+                sources,
+                budget,
+                keep,
+                args.budget_mode,
+                args.similarity,
+                args.zo_dim,
+                args.sparsify,
+                seed=args.seed + self.moments.step,
+            )
             choice = [(chosen.indices.cpu(), chosen.weights.cpu())]
         if world > 1:
             broadcast_object_list(choice, from_process=0)
@@ -160,8 +194,14 @@ class ColmTrainer(Trainer):
             **{f"colm/selected_{name}": picked.count(i) for i, name in enumerate(self.sources)},
         }
         self._colm_logs.append(entry)
-        self.colm_history.append({"step": self.moments.step, "indices": indices.tolist(),
-                                  "weights": weights.tolist(), "sources": [self.sources[i] for i in picked]})
+        self.colm_history.append(
+            {
+                "step": self.moments.step,
+                "indices": indices.tolist(),
+                "weights": weights.tolist(),
+                "sources": [self.sources[i] for i in picked],
+            }
+        )
         del self.colm_history[:-HISTORY_SIZE]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -16,8 +16,10 @@ def check_count(name: str, value, minimum: int = 1) -> int:
 
 def check_fraction(name: str, value, upper_open: bool = False) -> float:
     """``value`` as a float in [0, 1] (or [0, 1) with ``upper_open``), else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
-        0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating))
+        or not (0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0)
     ):
         interval = "[0, 1)" if upper_open else "[0, 1]"
         raise ValueError(f"parameter {name!r} must be a number in {interval}, got {value!r}")
@@ -26,8 +28,10 @@ def check_fraction(name: str, value, upper_open: bool = False) -> float:
 
 def check_positive(name: str, value, allow_zero: bool = False) -> float:
     """``value`` as a float > 0 (>= 0 with ``allow_zero``), else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
-        value >= 0 if allow_zero else value > 0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating))
+        or not (value >= 0 if allow_zero else value > 0)
     ):
         raise ValueError(f"parameter {name!r} must be a number {'>=' if allow_zero else '>'} 0, got {value!r}")
     return float(value)

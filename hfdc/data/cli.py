@@ -25,7 +25,9 @@ SOURCE_DATASETS = {"digits": ["sklearn.datasets.load_digits (UCI optical recogni
 
 def _param(help_: str):
     """An optional data set parameter: None means the data set's default."""
-    return field(default=None, metadata={"help": f"{help_} Unset: the data set's default; only for data sets that take it."})
+    return field(
+        default=None, metadata={"help": f"{help_} Unset: the data set's default; only for data sets that take it."}
+    )
 
 
 @dataclass
@@ -40,7 +42,9 @@ class DataConfig(OutputConfig):
     noise_fraction: float | None = _param("shapes: fraction of rows whose noisy_caption describes another class.")
     num_patches: int | None = _param("feature_patches: patches per example (P).")
     dim: int | None = _param("feature_patches: patch dimension (d).")
-    num_classes: int | None = _param("feature_patches: classes (2: labels -1/+1 sharing one easy and one hard vector).")
+    num_classes: int | None = _param(
+        "feature_patches: classes (2: labels -1/+1 sharing one easy and one hard vector)."
+    )
     easy_strength: float | None = _param("feature_patches: easy-feature scale beta_e.")
     hard_strength: float | None = _param("feature_patches: hard-feature scale beta_h (< beta_e).")
     noise_std: float | None = _param("feature_patches: standard deviation of the noise patches.")
@@ -53,7 +57,8 @@ def dataset_params(config: DataConfig) -> dict:
     chosen = {
         f.name: getattr(config, f.name)
         for f in dataclasses.fields(DataConfig)
-        if f.name not in ("name", *(g.name for g in dataclasses.fields(OutputConfig))) and getattr(config, f.name) is not None
+        if f.name not in ("name", *(g.name for g in dataclasses.fields(OutputConfig)))
+        and getattr(config, f.name) is not None
     }
     wrong = sorted(set(chosen) - set(accepted))
     if wrong:
@@ -99,6 +104,8 @@ def run(config: DataConfig) -> Path:
 
     used = dataset_params(config)
     dataset = load(config.name, **used)
-    folder = push_dataset(dataset, repo_id=config.repo_id, output_dir=config.output_dir, card=card(config, dataset, used))
+    folder = push_dataset(
+        dataset, repo_id=config.repo_id, output_dir=config.output_dir, card=card(config, dataset, used)
+    )
     logger.info("data set %s (%s) saved to %s", config.name, figures(dataset), folder)
     return folder

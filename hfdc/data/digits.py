@@ -33,7 +33,9 @@ def generate(n_train: int | None = None, n_validation: int = 300, n_test: int = 
             "lower them so at least 10 remain"
         )
     if n_train is not None and not 10 <= check_count("n_train", n_train) <= rest:
-        raise ValueError(f"parameter 'n_train' must be in [10, {rest}] (the rows left after validation and test), got {n_train}")
+        raise ValueError(
+            f"parameter 'n_train' must be in [10, {rest}] (the rows left after validation and test), got {n_train}"
+        )
     seed = check_count("seed", seed, minimum=0)
     index = np.arange(len(labels))
     train, test = train_test_split(index, test_size=n_test, stratify=labels, random_state=seed)
@@ -42,9 +44,7 @@ def generate(n_train: int | None = None, n_validation: int = 300, n_test: int = 
         train, _ = train_test_split(train, train_size=n_train, stratify=labels[train], random_state=seed)
     return DatasetDict(
         {
-            split: Dataset.from_dict(
-                {"image": [img for img in images[idx]], "label": labels[idx].tolist()}, features=FEATURES
-            )
+            split: Dataset.from_dict({"image": list(images[idx]), "label": labels[idx].tolist()}, features=FEATURES)
             for split, idx in (("train", np.sort(train)), ("validation", np.sort(validation)), ("test", np.sort(test)))
         }
     )

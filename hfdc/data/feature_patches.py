@@ -84,7 +84,16 @@ def generate(
     seed: int = 0,
 ) -> DatasetDict:
     """Feature-patch data set: columns x (float32 [num_patches, dim]), label, has_easy."""
-    sizes = dict(zip(SPLITS, (check_count("n_train", n_train), check_count("n_validation", n_validation), check_count("n_test", n_test))))
+    sizes = dict(
+        zip(
+            SPLITS,
+            (
+                check_count("n_train", n_train),
+                check_count("n_validation", n_validation),
+                check_count("n_test", n_test),
+            ),
+        )
+    )
     num_patches = check_count("num_patches", num_patches, minimum=2)
     num_classes = check_count("num_classes", num_classes, minimum=2)
     feature_dims = 2 if num_classes == 2 else 2 * num_classes
@@ -102,7 +111,17 @@ def generate(
     return DatasetDict(
         {
             split: Dataset.from_dict(
-                generate_split(n, num_patches, dim, num_classes, easy_strength, hard_strength, noise_std, missing, split_rng(seed, split)),
+                generate_split(
+                    n,
+                    num_patches,
+                    dim,
+                    num_classes,
+                    easy_strength,
+                    hard_strength,
+                    noise_std,
+                    missing,
+                    split_rng(seed, split),
+                ),
                 features=feats,
             )
             for split, n in sizes.items()

@@ -18,34 +18,119 @@ SOURCE_FRACTIONS = {"reviews": 0.60, "tweets": 0.27, "news": 0.10, "support": 0.
 
 ADJECTIVES = {
     "positive": [
-        "great", "excellent", "wonderful", "amazing", "delightful", "superb", "fantastic", "lovely",
-        "brilliant", "impressive", "reliable", "charming", "solid", "outstanding", "pleasant", "smooth",
-        "helpful", "beautiful", "enjoyable", "remarkable",
+        "great",
+        "excellent",
+        "wonderful",
+        "amazing",
+        "delightful",
+        "superb",
+        "fantastic",
+        "lovely",
+        "brilliant",
+        "impressive",
+        "reliable",
+        "charming",
+        "solid",
+        "outstanding",
+        "pleasant",
+        "smooth",
+        "helpful",
+        "beautiful",
+        "enjoyable",
+        "remarkable",
     ],
     "negative": [
-        "terrible", "awful", "horrible", "disappointing", "dreadful", "poor", "boring", "broken",
-        "useless", "annoying", "mediocre", "clumsy", "frustrating", "flimsy", "painful", "sloppy",
-        "unreliable", "ugly", "tedious", "dismal",
+        "terrible",
+        "awful",
+        "horrible",
+        "disappointing",
+        "dreadful",
+        "poor",
+        "boring",
+        "broken",
+        "useless",
+        "annoying",
+        "mediocre",
+        "clumsy",
+        "frustrating",
+        "flimsy",
+        "painful",
+        "sloppy",
+        "unreliable",
+        "ugly",
+        "tedious",
+        "dismal",
     ],
 }
 INTENSIFIERS = ["", "", "really ", "truly ", "very ", "quite ", "absolutely ", "surprisingly "]
-VERDICT = {"positive": ["I would recommend it", "worth every penny", "five stars", "I will buy again"],
-           "negative": ["I want a refund", "avoid it", "one star", "never again"]}
+VERDICT = {
+    "positive": ["I would recommend it", "worth every penny", "five stars", "I will buy again"],
+    "negative": ["I want a refund", "avoid it", "one star", "never again"],
+}
 EMOJI = {"positive": [":)", ":D", "<3", "!!"], "negative": [":(", ":/", "ugh", "..."]}
-REACTION = {"positive": ["welcomed", "praised", "celebrated", "applauded"],
-            "negative": ["criticised", "condemned", "questioned", "rejected"]}
-THANKS = {"positive": ["thank you so much", "problem solved", "great job team", "much appreciated"],
-          "negative": ["still not fixed", "this is unacceptable", "nobody answers", "I am losing patience"]}
+REACTION = {
+    "positive": ["welcomed", "praised", "celebrated", "applauded"],
+    "negative": ["criticised", "condemned", "questioned", "rejected"],
+}
+THANKS = {
+    "positive": ["thank you so much", "problem solved", "great job team", "much appreciated"],
+    "negative": ["still not fixed", "this is unacceptable", "nobody answers", "I am losing patience"],
+}
 
 NOUNS = {
-    "reviews": ["movie", "book", "laptop", "phone", "restaurant", "hotel", "album", "camera", "novel",
-                "headphones", "game", "coffee maker", "series", "jacket", "blender"],
-    "tweets": ["monday", "commute", "concert", "weather", "new haircut", "weekend", "match", "pizza",
-               "gym session", "flight", "update", "party"],
-    "news": ["budget plan", "merger", "election result", "policy", "stadium project", "trade deal",
-             "earnings report", "reform", "new law", "transit plan"],
-    "support": ["refund request", "login issue", "delivery", "ticket", "billing problem", "account reset",
-                "replacement order", "installation"],
+    "reviews": [
+        "movie",
+        "book",
+        "laptop",
+        "phone",
+        "restaurant",
+        "hotel",
+        "album",
+        "camera",
+        "novel",
+        "headphones",
+        "game",
+        "coffee maker",
+        "series",
+        "jacket",
+        "blender",
+    ],
+    "tweets": [
+        "monday",
+        "commute",
+        "concert",
+        "weather",
+        "new haircut",
+        "weekend",
+        "match",
+        "pizza",
+        "gym session",
+        "flight",
+        "update",
+        "party",
+    ],
+    "news": [
+        "budget plan",
+        "merger",
+        "election result",
+        "policy",
+        "stadium project",
+        "trade deal",
+        "earnings report",
+        "reform",
+        "new law",
+        "transit plan",
+    ],
+    "support": [
+        "refund request",
+        "login issue",
+        "delivery",
+        "ticket",
+        "billing problem",
+        "account reset",
+        "replacement order",
+        "installation",
+    ],
 }
 
 TEMPLATES = {
@@ -111,11 +196,21 @@ def generate_split(n: int, rng: np.random.Generator) -> Dataset:
             rows.append((render(source, LABELS[label], rng), int(label), source))
     rows = [rows[i] for i in rng.permutation(len(rows))]
     return Dataset.from_dict(
-        {"text": [r[0] for r in rows], "label": [r[1] for r in rows], "source": [r[2] for r in rows]}, features=FEATURES
+        {"text": [r[0] for r in rows], "label": [r[1] for r in rows], "source": [r[2] for r in rows]},
+        features=FEATURES,
     )
 
 
 def generate(n_train: int = 2000, n_validation: int = 300, n_test: int = 300, seed: int = 0) -> DatasetDict:
     """Sentiment mixture: columns text, label (negative/positive), source (reviews/tweets/news/support)."""
-    sizes = dict(zip(SPLITS, (check_count("n_train", n_train), check_count("n_validation", n_validation), check_count("n_test", n_test))))
+    sizes = dict(
+        zip(
+            SPLITS,
+            (
+                check_count("n_train", n_train),
+                check_count("n_validation", n_validation),
+                check_count("n_test", n_test),
+            ),
+        )
+    )
     return DatasetDict({split: generate_split(n, split_rng(seed, split)) for split, n in sizes.items()})

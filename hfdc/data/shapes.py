@@ -130,7 +130,16 @@ def generate(
     seed: int = 0,
 ) -> DatasetDict:
     """Shapes data set: columns image, label, caption, noisy_caption, is_noisy, question, answer."""
-    sizes = dict(zip(SPLITS, (check_count("n_train", n_train, 2), check_count("n_validation", n_validation, 2), check_count("n_test", n_test, 2))))
+    sizes = dict(
+        zip(
+            SPLITS,
+            (
+                check_count("n_train", n_train, 2),
+                check_count("n_validation", n_validation, 2),
+                check_count("n_test", n_test, 2),
+            ),
+        )
+    )
     image_size = check_count("image_size", image_size, minimum=8)
     noise_fraction = check_fraction("noise_fraction", noise_fraction)
     return DatasetDict(

@@ -8,6 +8,17 @@ from hfdc.hallucination.metrics import aurac, auroc
 from hfdc.hallucination.sampling import Answers, SamplingError, sample_target, sample_verifier
 
 __all__ = [
-    "CROSS_FEATURES", "SELF_FEATURES", "Answers", "Detection", "SamplingError", "TwoStageDetector", "aurac", "auroc",
-    "compute_features", "sample_target", "sample_verifier", "scores", "similarity",
+    "CROSS_FEATURES",
+    "SELF_FEATURES",
+    "Answers",
+    "Detection",
+    "SamplingError",
+    "TwoStageDetector",
+    "aurac",
+    "auroc",
+    "compute_features",
+    "sample_target",
+    "sample_verifier",
+    "scores",
+    "similarity",
 ]

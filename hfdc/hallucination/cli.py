@@ -37,14 +37,23 @@ def load_questions(config: HallucinationConfig):
     if simulated:
         world = SimulatedWorld(config.n_validation + config.n_test, simulation_params(config), seed=config.seed)
         ids = {"validation": range(config.n_validation), "test": range(config.n_validation, len(world))}
-        splits = {name: ([world.question(i) for i in r], [world.gold_answers(i) for i in r]) for name, r in ids.items()}
+        splits = {
+            name: ([world.question(i) for i in r], [world.gold_answers(i) for i in r]) for name, r in ids.items()
+        }
         return SimulatedBackend(world, "target"), SimulatedBackend(world, "verifier"), splits
     from hfdc import backends
 
     kwargs = {"cache_dir": config.cache_dir} if config.cache_dir else {}
     splits = {
-        name: load_split(config.dataset, split, config.question_column, config.answers_column, config.dataset_config,
-                         config.max_questions, config.seed)
+        name: load_split(
+            config.dataset,
+            split,
+            config.question_column,
+            config.answers_column,
+            config.dataset_config,
+            config.max_questions,
+            config.seed,
+        )
         for name, split in (("validation", config.validation_split), ("test", config.test_split))
     }
     return backends.get(config.target, **kwargs), backends.get(config.verifier, **kwargs), splits
@@ -61,14 +70,20 @@ def run(config: HallucinationConfig) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     target, verifier, splits = load_questions(config)
     similarity = get_similarity(config.similarity, config.nli_model)
-    sampling = dict(temperature=config.temperature, max_new_tokens=config.max_new_tokens, seed=config.seed,
-                    prompt_template=config.prompt_template, batch_size=config.batch_size)
+    sampling = dict(
+        temperature=config.temperature,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
+        prompt_template=config.prompt_template,
+        batch_size=config.batch_size,
+    )
     features = {}
     with (output_dir / "samples.jsonl").open("w") as f:
         for name, (questions, golds) in splits.items():
             logger.info("%s: sampling %d questions", name, len(questions))
-            answers = sample_target(target, questions, config.n_samples, answer_temperature=config.answer_temperature,
-                                    **sampling)
+            answers = sample_target(
+                target, questions, config.n_samples, answer_temperature=config.answer_temperature, **sampling
+            )
             verifier_samples = sample_verifier(verifier, questions, config.n_verifier_samples, **sampling)
             for a, v, q, g in zip(answers, verifier_samples, questions, golds):
                 a.verifier_samples = v
@@ -77,7 +92,9 @@ def run(config: HallucinationConfig) -> dict:
     validation, test = features["validation"], features["test"]
     single = single_score_rows(test)
     sweep = budget_sweep(validation, test, config.budgets, config.n_verifier_samples, config.seed)
-    plot = plot_budget_curve(sweep, single, output_dir / "budget_auroc.png", title=f"{config.dataset}: budget vs AUROC")
+    plot = plot_budget_curve(
+        sweep, single, output_dir / "budget_auroc.png", title=f"{config.dataset}: budget vs AUROC"
+    )
     detector = TwoStageDetector(budget=config.budget, seed=config.seed)
     detector.fit(validation.x_self, validation.x_cross, validation.labels)
     test_detection = detector.predict(test.x_self, test.x_cross)
@@ -88,22 +105,36 @@ def run(config: HallucinationConfig) -> dict:
     }
     from hfdc.hub import push_model
 
-    detector_dir = push_model(detector, repo_id=config.repo_id, output_dir=output_dir / "detector", card={
-        "method": "hallucination", "paper": PAPER, "arxiv": "2502.15845", "license": "apache-2.0",
-        "tags": ["hallucination-detection", "two-stage", "self-consistency"],
-        "base_model": base_model(config.target),
-        "datasets": None if config.dataset == "simulated" else [config.dataset],
-        "description": (
-            f"Two-stage hallucination detector: a logistic combiner over the self-consistency features "
-            f"{list(SELF_FEATURES)} scores every question; questions whose score falls in [tau_low, tau_high] = "
-            f"{detector.thresholds} call the verifier and are rescored with self + cross-consistency features."
-        ),
-        "usage": 'from hfdc.hallucination import TwoStageDetector\n\ndetector = TwoStageDetector.from_pretrained("{repo_id}")',
-        "config": dataclasses.asdict(config), "figures": figures,
-    })
+    detector_dir = push_model(
+        detector,
+        repo_id=config.repo_id,
+        output_dir=output_dir / "detector",
+        card={
+            "method": "hallucination",
+            "paper": PAPER,
+            "arxiv": "2502.15845",
+            "license": "apache-2.0",
+            "tags": ["hallucination-detection", "two-stage", "self-consistency"],
+            "base_model": base_model(config.target),
+            "datasets": None if config.dataset == "simulated" else [config.dataset],
+            "description": (
+                f"Two-stage hallucination detector: a logistic combiner over the self-consistency features "
+                f"{list(SELF_FEATURES)} scores every question; questions whose score falls in [tau_low, tau_high] = "
+                f"{detector.thresholds} call the verifier and are rescored with self + cross-consistency features."
+            ),
+            "usage": 'from hfdc.hallucination import TwoStageDetector\n\ndetector = TwoStageDetector.from_pretrained("{repo_id}")',
+            "config": dataclasses.asdict(config),
+            "figures": figures,
+        },
+    )
     usage = {"target": dataclasses.asdict(target.usage), "verifier": dataclasses.asdict(verifier.usage)}
-    report = {"single_scores": single, "budget_sweep": sweep, "usage": usage, "detector": str(detector_dir),
-              "plot": str(plot)}
+    report = {
+        "single_scores": single,
+        "budget_sweep": sweep,
+        "usage": usage,
+        "detector": str(detector_dir),
+        "plot": str(plot),
+    }
     (output_dir / "results.json").write_text(json.dumps(report, indent=2))
     for row in single + sweep:
         extra = f" budget={row['budget']:.2f} verifier={row['verifier_fraction']:.1%}" if "budget" in row else ""

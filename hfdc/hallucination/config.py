@@ -15,10 +15,12 @@ class HallucinationConfig(OutputConfig):
 
     dataset: str = field(
         default="simulated",
-        metadata={"help": (
-            "'simulated' (embedded benchmark), a Hub data set id or a save_to_disk folder "
-            "with question/answers columns."
-        )},
+        metadata={
+            "help": (
+                "'simulated' (embedded benchmark), a Hub data set id or a save_to_disk folder "
+                "with question/answers columns."
+            )
+        },
     )
     dataset_config: str | None = field(
         default=None,
@@ -37,10 +39,12 @@ class HallucinationConfig(OutputConfig):
     )
     target: str = field(
         default="simulated",
-        metadata={"help": (
-            "Target backend spec: 'simulated' or an hfdc.backends spec "
-            "(transformers:<path>, openai:<model>@<url>)."
-        )},
+        metadata={
+            "help": (
+                "Target backend spec: 'simulated' or an hfdc.backends spec "
+                "(transformers:<path>, openai:<model>@<url>)."
+            )
+        },
     )
     verifier: str = field(default="simulated", metadata={"help": "Verifier backend spec, as for target."})
     n_samples: int = field(default=10, metadata={"help": "Target samples per question besides the answer (N)."})
@@ -92,16 +96,19 @@ class HallucinationConfig(OutputConfig):
     )
     target_concentration: float = field(
         default=_SIMULATION.target_concentration,
-        metadata={"help": (
-            "simulated: Dirichlet concentration of the target's wrong mass (small = consistent "
-            "hallucinations)."
-        )},
+        metadata={
+            "help": (
+                "simulated: Dirichlet concentration of the target's wrong mass (small = consistent hallucinations)."
+            )
+        },
     )
     verifier_alpha: float = field(
         default=_SIMULATION.verifier_alpha,
         metadata={"help": "simulated: verifier's own correct mass r'_q ~ Beta(alpha, beta)."},
     )
-    verifier_beta: float = field(default=_SIMULATION.verifier_beta, metadata={"help": "simulated: see verifier_alpha."})
+    verifier_beta: float = field(
+        default=_SIMULATION.verifier_beta, metadata={"help": "simulated: see verifier_alpha."}
+    )
     verifier_correlation: float = field(
         default=_SIMULATION.verifier_correlation,
         metadata={"help": "simulated: r_q = rho * p_q + (1 - rho) * r'_q."},

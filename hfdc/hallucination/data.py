@@ -43,8 +43,13 @@ def hallucination_labels(answers: list[str], golds: list[list[str]]) -> list[int
 
 
 def load_split(
-    dataset: str, split: str, question_column: str = "question", answers_column: str = "answers",
-    dataset_config: str | None = None, max_questions: int | None = None, seed: int = 0,
+    dataset: str,
+    split: str,
+    question_column: str = "question",
+    answers_column: str = "answers",
+    dataset_config: str | None = None,
+    max_questions: int | None = None,
+    seed: int = 0,
 ) -> tuple[list[str], list[list[str]]]:
     """(questions, gold answer lists) of one split of a Hub data set or a ``save_to_disk`` folder;
     ``max_questions`` keeps a seeded random subset."""
@@ -68,4 +73,3 @@ def load_split(
     if not all(q.strip() for q in questions):
         raise ValueError(f"column {question_column!r} has an empty question")
     return questions, [gold_list(v, answers_column) for v in data[answers_column]]
-

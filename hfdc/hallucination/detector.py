@@ -51,8 +51,12 @@ class LogisticCombiner:
         return 1.0 / (1.0 + np.exp(-(((x - self.mean) / self.scale) @ self.coef + self.intercept)))
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "coef": self.coef.tolist(),
-                "intercept": self.intercept}
+        return {
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept,
+        }
 
 
 @dataclass
@@ -232,7 +236,12 @@ class TwoStageDetector(ModelHubMixin, library_name="hfdc", tags=["hallucination-
         path = Path(model_id) / DETECTOR_FILE
         if not path.is_file():
             path = hf_hub_download(
-                model_id, DETECTOR_FILE, revision=revision, cache_dir=cache_dir, force_download=force_download,
-                local_files_only=local_files_only, token=token,
+                model_id,
+                DETECTOR_FILE,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                local_files_only=local_files_only,
+                token=token,
             )
         return cls.from_dict(json.loads(Path(path).read_text()))

@@ -16,8 +16,14 @@ from hfdc.hallucination.similarity import Similarity
 
 # single scores oriented so that higher = more likely hallucination (+1 keeps, -1 flips the feature)
 SINGLE_SCORES = {
-    "semantic_entropy": +1, "num_clusters": +1, "degree": +1, "eccentricity": +1, "eigenvalue": +1,
-    "answer_similarity": -1, "cross_consistency": -1, "answer_cross_similarity": -1,
+    "semantic_entropy": +1,
+    "num_clusters": +1,
+    "degree": +1,
+    "eccentricity": +1,
+    "eigenvalue": +1,
+    "answer_similarity": -1,
+    "cross_consistency": -1,
+    "answer_cross_similarity": -1,
 }
 
 
@@ -59,8 +65,14 @@ def single_score_rows(test: LabelledFeatures) -> list[dict]:
     for name, sign in SINGLE_SCORES.items():
         score = sign * test.column(name)
         paradigm = "cross" if name in CROSS_FEATURES else "self"
-        rows.append({"method": name, "paradigm": paradigm, "auroc": auroc(score, test.labels),
-                     "aurac": aurac(score, test.labels)})
+        rows.append(
+            {
+                "method": name,
+                "paradigm": paradigm,
+                "auroc": auroc(score, test.labels),
+                "aurac": aurac(score, test.labels),
+            }
+        )
     return rows
 
 
@@ -76,15 +88,21 @@ def budget_sweep(
         detector.fit(validation.x_self, validation.x_cross, validation.labels)
         detection = detector.predict(test.x_self, test.x_cross)
         tau = detector.thresholds
-        rows.append({
-            "method": "two_stage", "paradigm": "two_stage", "budget": float(budget),
-            "auroc": auroc(detection.scores, test.labels), "aurac": aurac(detection.scores, test.labels),
-            "verifier_fraction": float(detection.called_verifier.mean()),
-            "verifier_questions": detection.verifier_calls,
-            "verifier_samples": detection.verifier_calls * n_verifier_samples,
-            "validation_verifier_fraction": detector.validation["verifier_fraction"],
-            "tau_low": None if tau is None else tau[0], "tau_high": None if tau is None else tau[1],
-        })
+        rows.append(
+            {
+                "method": "two_stage",
+                "paradigm": "two_stage",
+                "budget": float(budget),
+                "auroc": auroc(detection.scores, test.labels),
+                "aurac": aurac(detection.scores, test.labels),
+                "verifier_fraction": float(detection.called_verifier.mean()),
+                "verifier_questions": detection.verifier_calls,
+                "verifier_samples": detection.verifier_calls * n_verifier_samples,
+                "validation_verifier_fraction": detector.validation["verifier_fraction"],
+                "tau_low": None if tau is None else tau[0],
+                "tau_high": None if tau is None else tau[1],
+            }
+        )
     return rows
 
 
@@ -98,8 +116,13 @@ def plot_budget_curve(sweep: list[dict], single: list[dict], path: str | Path, t
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    ax.plot([r["verifier_fraction"] * 100 for r in sweep], [r["auroc"] for r in sweep], "o-", color="C0",
-            label="two-stage (self + cross LR)")
+    ax.plot(
+        [r["verifier_fraction"] * 100 for r in sweep],
+        [r["auroc"] for r in sweep],
+        "o-",
+        color="C0",
+        label="two-stage (self + cross LR)",
+    )
     full = next((r["auroc"] for r in sweep if r["budget"] == 1.0), None)
     if full is not None:
         ax.axhline(full, color="C0", ls=":", lw=1, label="full cross-consistency LR")

@@ -15,7 +15,12 @@ from hfdc.hallucination import scores
 from hfdc.hallucination.similarity import Similarity, normalized_match
 
 SELF_FEATURES = (
-    "semantic_entropy", "num_clusters", "degree", "eccentricity", "eigenvalue", "answer_similarity",
+    "semantic_entropy",
+    "num_clusters",
+    "degree",
+    "eccentricity",
+    "eigenvalue",
+    "answer_similarity",
 )
 CROSS_FEATURES = ("cross_consistency", "answer_cross_similarity", "verifier_self_consistency")
 

@@ -45,13 +45,21 @@ def _generate(backend, prompts, start, total, n, temperature, max_new_tokens, se
         raise SamplingError(
             f"{what}: backend {backend!r} failed in the batch starting at question {start} of {total} "
             f"({type(error).__name__}: {error}); the {len(done)} questions finished before are kept on .partial, "
-            "finished samples are cached: run again to resume", partial=done,
+            "finished samples are cached: run again to resume",
+            partial=done,
         ) from error
 
 
 def sample_target(
-    backend, questions: Sequence[str], n_samples: int = 10, temperature: float = 1.0, answer_temperature: float = 0.0,
-    max_new_tokens: int = 32, seed: int = 0, prompt_template: str = DEFAULT_PROMPT, batch_size: int = 32,
+    backend,
+    questions: Sequence[str],
+    n_samples: int = 10,
+    temperature: float = 1.0,
+    answer_temperature: float = 0.0,
+    max_new_tokens: int = 32,
+    seed: int = 0,
+    prompt_template: str = DEFAULT_PROMPT,
+    batch_size: int = 32,
 ) -> list[Answers]:
     """Per question: the answer at ``answer_temperature`` and ``n_samples`` samples at ``temperature``."""
     if n_samples < 1:
@@ -60,17 +68,25 @@ def sample_target(
     results: list[Answers] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="target sampling", leave=False):
         batch = prompts[start : start + batch_size]
-        answers = _generate(backend, batch, start, len(prompts), 1, answer_temperature, max_new_tokens, seed,
-                            "target", results)
-        samples = _generate(backend, batch, start, len(prompts), n_samples, temperature, max_new_tokens, seed + 1,
-                            "target", results)
+        answers = _generate(
+            backend, batch, start, len(prompts), 1, answer_temperature, max_new_tokens, seed, "target", results
+        )
+        samples = _generate(
+            backend, batch, start, len(prompts), n_samples, temperature, max_new_tokens, seed + 1, "target", results
+        )
         results += [Answers(a[0].strip(), [s.strip() for s in ss]) for a, ss in zip(answers, samples)]
     return results
 
 
 def sample_verifier(
-    backend, questions: Sequence[str], n_samples: int = 10, temperature: float = 1.0, max_new_tokens: int = 32,
-    seed: int = 0, prompt_template: str = DEFAULT_PROMPT, batch_size: int = 32,
+    backend,
+    questions: Sequence[str],
+    n_samples: int = 10,
+    temperature: float = 1.0,
+    max_new_tokens: int = 32,
+    seed: int = 0,
+    prompt_template: str = DEFAULT_PROMPT,
+    batch_size: int = 32,
 ) -> list[list[str]]:
     """``n_samples`` verifier answers per question."""
     if n_samples < 1:
@@ -79,7 +95,8 @@ def sample_verifier(
     results: list[list[str]] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="verifier sampling", leave=False):
         batch = prompts[start : start + batch_size]
-        samples = _generate(backend, batch, start, len(prompts), n_samples, temperature, max_new_tokens, seed + 2,
-                            "verifier", results)
+        samples = _generate(
+            backend, batch, start, len(prompts), n_samples, temperature, max_new_tokens, seed + 2, "verifier", results
+        )
         results += [[s.strip() for s in ss] for ss in samples]
     return results

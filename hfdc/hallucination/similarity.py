@@ -58,8 +58,9 @@ class EmbeddingSimilarity:
         """Unit-norm embeddings, one row per text."""
         if not texts:
             return np.zeros((0, 1))
-        emb = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
-                                normalize_embeddings=True)
+        emb = self.model.encode(
+            list(texts), batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True
+        )
         return np.asarray(emb, dtype=np.float64)
 
     def __call__(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
@@ -105,7 +106,9 @@ class NLISimilarity:
             batch = self.tokenizer(
                 list(premises[start : start + self.batch_size]),
                 list(hypotheses[start : start + self.batch_size]),
-                padding=True, truncation=True, return_tensors="pt",
+                padding=True,
+                truncation=True,
+                return_tensors="pt",
             ).to(self.device)
             with torch.no_grad():
                 logits = self.model(**batch).logits.float()

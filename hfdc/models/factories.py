@@ -41,8 +41,13 @@ _TEXT = dict(
 _LLAMA = dict(_TEXT, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False)
 _CLIP_TEXT = dict(_TEXT, max_position_embeddings=77)
 _CLIP_VISION = dict(
-    image_size=32, patch_size=8, num_channels=3, hidden_size=32, intermediate_size=64,
-    num_hidden_layers=2, num_attention_heads=4,
+    image_size=32,
+    patch_size=8,
+    num_channels=3,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
 )
 
 DEFAULTS: dict[str, dict] = {
@@ -92,8 +97,13 @@ DEFAULTS: dict[str, dict] = {
         ),
         text_encoder=_CLIP_TEXT,
         scheduler=dict(
-            num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-            clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+            num_train_timesteps=1000,
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
         ),
     ),
     "convnet": dict(num_channels=3, image_size=32, width=16, depth=2, num_labels=10),

@@ -24,7 +24,9 @@ class SAM(torch.optim.Optimizer):
     ``SamTrainer`` uses: backward at w, ``perturb()``, backward at w + e(w), ``step()``.
     """
 
-    def __init__(self, base_optimizer: torch.optim.Optimizer, rho: float = 0.05, adaptive: bool = False, eps: float = 1e-12):
+    def __init__(
+        self, base_optimizer: torch.optim.Optimizer, rho: float = 0.05, adaptive: bool = False, eps: float = 1e-12
+    ):
         if not isinstance(base_optimizer, torch.optim.Optimizer):
             raise TypeError(f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}")
         if rho <= 0:

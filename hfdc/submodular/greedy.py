@@ -53,9 +53,14 @@ def greedy(
     generator = torch.Generator().manual_seed(seed)
     gains = store.initial_gains() if optimizer != "stochastic" or store.needs_offset else None
     for step in tqdm(range(k), desc=f"facility location ({optimizer})", disable=not progress):
-        if optimizer == "lazy" and step & (step - 1) == 0 and step:  # steps 1, 2, 4, 8, ...
-            if store.compacted or store.wants_compaction(cur):
-                store.compact(cur)
+        # steps 1, 2, 4, 8, ...
+        if (
+            optimizer == "lazy"
+            and step & (step - 1) == 0
+            and step
+            and (store.compacted or store.wants_compaction(cur))
+        ):
+            store.compact(cur)
         if optimizer == "stochastic":
             remaining = (~selected).nonzero().flatten()
             size = min(len(remaining), math.ceil(n / k * math.log(1 / epsilon)))
@@ -85,4 +90,3 @@ def greedy(
         cur=cur,
         assign=assign,
     )
-

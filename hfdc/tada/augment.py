@@ -40,8 +40,16 @@ def _check_manifest(folder: Path, manifest: dict) -> None:
         path.write_text(json.dumps(manifest, indent=1))
 
 
-def augment(dataset: Dataset, indices: list[int], generator, output_dir: str | Path, batch_size: int = 32,
-            shard_size: int = 256, seed: int = 0, settings: dict | None = None) -> Dataset:
+def augment(
+    dataset: Dataset,
+    indices: list[int],
+    generator,
+    output_dir: str | Path,
+    batch_size: int = 32,
+    shard_size: int = 256,
+    seed: int = 0,
+    settings: dict | None = None,
+) -> Dataset:
     """Synthetic variants (``generator.generate``) of the rows at ``indices``, as a Dataset with ``synthetic_features``.
 
     Shard k covers ``indices[k * shard_size : (k + 1) * shard_size]`` and is saved to
@@ -64,11 +72,22 @@ def augment(dataset: Dataset, indices: list[int], generator, output_dir: str | P
     if not indices:
         return Dataset.from_dict({k: [] for k in features}, features=features)
     folder = Path(output_dir)
-    _check_manifest(folder, {"indices": indices, "shard_size": shard_size, "batch_size": batch_size, "seed": seed, "settings": settings or {}})
+    _check_manifest(
+        folder,
+        {
+            "indices": indices,
+            "shard_size": shard_size,
+            "batch_size": batch_size,
+            "seed": seed,
+            "settings": settings or {},
+        },
+    )
     shards = [indices[i : i + shard_size] for i in range(0, len(indices), shard_size)]
     todo = [k for k in range(len(shards)) if not (folder / f"shard-{k:05d}").exists()]
     if len(todo) < len(shards):
-        logger.info("resuming augmentation: %d of %d shards already done in %s", len(shards) - len(todo), len(shards), folder)
+        logger.info(
+            "resuming augmentation: %d of %d shards already done in %s", len(shards) - len(todo), len(shards), folder
+        )
     images_per_example = getattr(generator, "images_per_example", 1)
     source = dataset.select_columns(["image", "label"])
     progress = tqdm(total=sum(len(shards[k]) for k in todo), desc="synthetic variants (examples)", unit="ex")
@@ -80,7 +99,9 @@ def augment(dataset: Dataset, indices: list[int], generator, output_dir: str | P
             batch_seed = int(np.random.SeedSequence([seed, k, b]).generate_state(1)[0])
             images = generator.generate(batch["image"], batch["label"], label.names, batch_seed)
             if len(images) != len(batch_indices) * images_per_example:
-                raise ValueError(f"generator returned {len(images)} images for {len(batch_indices)} examples x {images_per_example}")
+                raise ValueError(
+                    f"generator returned {len(images)} images for {len(batch_indices)} examples x {images_per_example}"
+                )
             rows["image"] += images
             rows["label"] += [y for y in batch["label"] for _ in range(images_per_example)]
             rows["source_index"] += [i for i in batch_indices for _ in range(images_per_example)]

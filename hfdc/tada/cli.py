@@ -18,12 +18,23 @@ def run(config: TadaConfig) -> Path:
     out = Path(config.output_dir)
     if not result.trainer.is_world_process_zero():
         return out / "model"
-    common = {"method": "tada", "paper": TADA_PAPER, "arxiv": "2505.21574", "datasets": [dataset_ref(config)], "config": card_config(config)}
+    common = {
+        "method": "tada",
+        "paper": TADA_PAPER,
+        "arxiv": "2505.21574",
+        "datasets": [dataset_ref(config)],
+        "config": card_config(config),
+    }
     what = f"{len(result.augmented)} {config.augment} rows x{config.images_per_example} SDEdit variants (strength {config.strength}, {config.generator})"
     push_dataset(
-        result.train_dataset, repo_id=f"{config.repo_id}-data" if config.repo_id else None, output_dir=out / "synthetic_dataset",
-        card={**common, "description": f"{config.dataset} training set plus {what}; `synthetic` flags them, `source_index` names the real row.",
-              "figures": {k: v for k, v in result.metrics.items() if not k.startswith("test_")}},
+        result.train_dataset,
+        repo_id=f"{config.repo_id}-data" if config.repo_id else None,
+        output_dir=out / "synthetic_dataset",
+        card={
+            **common,
+            "description": f"{config.dataset} training set plus {what}; `synthetic` flags them, `source_index` names the real row.",
+            "figures": {k: v for k, v in result.metrics.items() if not k.startswith("test_")},
+        },
     )
     folder = out / "model"
     folder.mkdir(parents=True, exist_ok=True)
@@ -31,7 +42,15 @@ def run(config: TadaConfig) -> Path:
     if result.slow is not None:
         summary.update(method=result.slow.method, epoch=result.slow.epoch, stats=result.slow.stats)
     (folder / "selection.json").write_text(json.dumps(summary, indent=2) + "\n")
-    path = push_model(result.trainer.model, repo_id=config.repo_id, output_dir=folder,
-                      card={**common, "description": f"{config.model} retrained on real data plus {what}.", "figures": result.metrics})
+    path = push_model(
+        result.trainer.model,
+        repo_id=config.repo_id,
+        output_dir=folder,
+        card={
+            **common,
+            "description": f"{config.model} retrained on real data plus {what}.",
+            "figures": result.metrics,
+        },
+    )
     print(json.dumps(result.metrics, indent=2))
     return path

@@ -13,32 +13,61 @@ AUGMENTS = ("targeted", "random", "full", "none")
 class TadaConfig(DiscoveryConfig):
     """Find slow-learnable examples, add SDEdit variants of only those, retrain from scratch (TADA, arXiv 2505.21574)."""
 
-    dataset: str = field(default="digits", metadata={"help": "Embedded image data set (digits, shapes) or a Hub image classification data set id."})
+    dataset: str = field(
+        default="digits",
+        metadata={"help": "Embedded image data set (digits, shapes) or a Hub image classification data set id."},
+    )
     model: str = field(default="convnet", metadata={"help": "Classifier: convnet or resnet (hfdc.models.tiny)."})
     augment: str = field(
         default="targeted",
-        metadata={"help": "Rows to augment: targeted (slow-learnable), random (same count), full (every row, the baseline), none."},
+        metadata={
+            "help": "Rows to augment: targeted (slow-learnable), random (same count), full (every row, the baseline), none."
+        },
     )
     generator: str = field(
         default="ddpm",
-        metadata={"help": "ddpm (train a small class-conditional UNet2DModel DDPM first), tiny-img2img (random weights, tests), "
-                          "a folder with a UNet2DModel + scheduler_config.json, or a diffusers img2img pipeline id/folder."},
+        metadata={
+            "help": "ddpm (train a small class-conditional UNet2DModel DDPM first), tiny-img2img (random weights, tests), "
+            "a folder with a UNet2DModel + scheduler_config.json, or a diffusers img2img pipeline id/folder."
+        },
     )
-    strength: float = field(default=0.4, metadata={"help": "SDEdit strength: noise to strength * T, then denoise (TADA used GLIDE; 0.3-0.5 keeps the class)."})
-    num_inference_steps: int = field(default=50, metadata={"help": "Scheduler steps for the full diffusion; strength * this many are run."})
-    guidance_scale: float = field(default=7.5, metadata={"help": "Classifier-free guidance of text-conditioned img2img pipelines."})
-    prompt_template: str = field(default="a photo of a {label}", metadata={"help": "Prompt of img2img pipelines; {label} is the class name."})
+    strength: float = field(
+        default=0.4,
+        metadata={
+            "help": "SDEdit strength: noise to strength * T, then denoise (TADA used GLIDE; 0.3-0.5 keeps the class)."
+        },
+    )
+    num_inference_steps: int = field(
+        default=50, metadata={"help": "Scheduler steps for the full diffusion; strength * this many are run."}
+    )
+    guidance_scale: float = field(
+        default=7.5, metadata={"help": "Classifier-free guidance of text-conditioned img2img pipelines."}
+    )
+    prompt_template: str = field(
+        default="a photo of a {label}", metadata={"help": "Prompt of img2img pipelines; {label} is the class name."}
+    )
     generation_image_size: int = field(
-        default=0, metadata={"help": "img2img pipelines: resize images to this side before generation (512 for Stable Diffusion); 0 = as is."}
+        default=0,
+        metadata={
+            "help": "img2img pipelines: resize images to this side before generation (512 for Stable Diffusion); 0 = as is."
+        },
     )
     images_per_example: int = field(default=1, metadata={"help": "Synthetic variants per augmented example."})
     generation_batch_size: int = field(default=64, metadata={"help": "Examples per generator call."})
-    shard_size: int = field(default=256, metadata={"help": "Examples per saved shard; finished shards are skipped on a rerun."})
+    shard_size: int = field(
+        default=256, metadata={"help": "Examples per saved shard; finished shards are skipped on a rerun."}
+    )
     ddpm_epochs: int = field(default=100, metadata={"help": "generator=ddpm: training epochs of the DDPM."})
     ddpm_batch_size: int = field(default=64, metadata={"help": "generator=ddpm: batch size."})
-    ddpm_learning_rate: float = field(default=1e-3, metadata={"help": "generator=ddpm: AdamW learning rate (cosine schedule, warm-up)."})
-    ddpm_conditional: bool = field(default=True, metadata={"help": "generator=ddpm: class-conditional (num_class_embeds) or unconditional UNet."})
-    ddpm_repo_id: str | None = field(default=None, metadata={"help": "generator=ddpm: Hub repo id to push the trained DDPM to."})
+    ddpm_learning_rate: float = field(
+        default=1e-3, metadata={"help": "generator=ddpm: AdamW learning rate (cosine schedule, warm-up)."}
+    )
+    ddpm_conditional: bool = field(
+        default=True, metadata={"help": "generator=ddpm: class-conditional (num_class_embeds) or unconditional UNet."}
+    )
+    ddpm_repo_id: str | None = field(
+        default=None, metadata={"help": "generator=ddpm: Hub repo id to push the trained DDPM to."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -49,4 +78,6 @@ class TadaConfig(DiscoveryConfig):
         if self.images_per_example < 1:
             raise ValueError(f"images_per_example must be >= 1, got {self.images_per_example}")
         if self.dataset == "feature_patches" or self.model == "two_layer_cnn":
-            raise ValueError("TADA augments images: use dataset='shapes' or 'digits' with model='convnet' (or 'resnet')")
+            raise ValueError(
+                "TADA augments images: use dataset='shapes' or 'digits' with model='convnet' (or 'resnet')"
+            )

@@ -30,11 +30,29 @@ def build_unet(train: Dataset, conditional: bool = True, seed: int = 0, **overri
     size = train.with_format(None)[0]["image"].size[0]
     channels = 1 if image_mode(train) == "L" else 3
     num_classes = train.features["label"].num_classes if conditional else None
-    return tiny("unet", seed=seed, sample_size=size, in_channels=channels, out_channels=channels, num_class_embeds=num_classes, **overrides)
+    return tiny(
+        "unet",
+        seed=seed,
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
+        num_class_embeds=num_classes,
+        **overrides,
+    )
 
 
-def train_ddpm(unet, train: Dataset, epochs: int = 50, batch_size: int = 64, learning_rate: float = 1e-3, warmup_steps: int = 50,
-               num_train_timesteps: int = 1000, seed: int = 0, checkpoint_dir: str | Path | None = None, cpu: bool = False):
+def train_ddpm(
+    unet,
+    train: Dataset,
+    epochs: int = 50,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    warmup_steps: int = 50,
+    num_train_timesteps: int = 1000,
+    seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    cpu: bool = False,
+):
     """Train ``unet`` as a DDPM noise predictor on ``train``'s images (and labels).
 
     Returns (unet, DDPMScheduler, mean training loss of every epoch run now).
@@ -56,7 +74,9 @@ def train_ddpm(unet, train: Dataset, epochs: int = 50, batch_size: int = 64, lea
     def transform(batch):
         return {"x": torch.stack([image_tensor(im, mode) for im in batch["image"]]), "y": torch.tensor(batch["label"])}
 
-    loader = DataLoader(train.with_transform(transform), batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size)
+    loader = DataLoader(
+        train.with_transform(transform), batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size
+    )
     optimizer = torch.optim.AdamW(unet.parameters(), lr=learning_rate)
     lr_schedule = get_cosine_schedule_with_warmup(optimizer, warmup_steps, epochs * len(loader))
     unet.train()

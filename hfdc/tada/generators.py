@@ -35,7 +35,9 @@ def check_strength(strength: float) -> float:
 class UNetGenerator:
     """SDEdit with a ``UNet2DModel`` and a diffusers scheduler; class-conditional when the UNet has class embeddings."""
 
-    def __init__(self, unet, scheduler, strength: float = 0.4, num_inference_steps: int = 50, images_per_example: int = 1):
+    def __init__(
+        self, unet, scheduler, strength: float = 0.4, num_inference_steps: int = 50, images_per_example: int = 1
+    ):
         from diffusers import UNet2DModel
 
         if not isinstance(unet, UNet2DModel):
@@ -51,9 +53,13 @@ class UNetGenerator:
         mode = images[0].mode if images[0].mode in ("L", "RGB") else "RGB"
         size = self.unet.config.sample_size
         size = size if isinstance(size, int) else size[0]
-        x0 = torch.stack([image_tensor(im.resize((size, size)) if im.size != (size, size) else im, mode) for im in images])
+        x0 = torch.stack(
+            [image_tensor(im.resize((size, size)) if im.size != (size, size) else im, mode) for im in images]
+        )
         if x0.shape[1] != self.unet.config.in_channels:
-            raise ValueError(f"images have {x0.shape[1]} channels but the UNet takes in_channels={self.unet.config.in_channels}")
+            raise ValueError(
+                f"images have {x0.shape[1]} channels but the UNet takes in_channels={self.unet.config.in_channels}"
+            )
         x0 = x0.repeat_interleave(self.images_per_example, dim=0).to(self.unet.device, self.unet.dtype)
         classes = torch.tensor(labels, device=self.unet.device).repeat_interleave(self.images_per_example)
         generator = torch.Generator().manual_seed(seed)
@@ -83,8 +89,16 @@ class PipelineGenerator:
     """SDEdit through any diffusers text-conditioned img2img pipeline, prompted with the class name; ``image_size``
     resizes inputs first (e.g. 32x32 CIFAR images to Stable Diffusion's 512), outputs return to the source size."""
 
-    def __init__(self, pipeline, prompt_template: str = "a photo of a {label}", strength: float = 0.4, guidance_scale: float = 7.5,
-                 num_inference_steps: int = 50, images_per_example: int = 1, image_size: int | None = None):
+    def __init__(
+        self,
+        pipeline,
+        prompt_template: str = "a photo of a {label}",
+        strength: float = 0.4,
+        guidance_scale: float = 7.5,
+        num_inference_steps: int = 50,
+        images_per_example: int = 1,
+        image_size: int | None = None,
+    ):
         check_img2img(pipeline)
         if "{label}" not in prompt_template:
             raise ValueError(f"prompt_template must contain {{label}} (the class name), got {prompt_template!r}")
@@ -103,9 +117,13 @@ class PipelineGenerator:
         k = self.images_per_example
         prompts = [self.prompt_template.format(label=class_names[y]) for y in labels for _ in range(k)]
         out = self.pipeline(
-            prompt=prompts, image=[self._prepare(im) for im in images for _ in range(k)], strength=self.strength,
-            guidance_scale=self.guidance_scale, num_inference_steps=self.num_inference_steps,
-            generator=torch.Generator().manual_seed(seed), output_type="np",
+            prompt=prompts,
+            image=[self._prepare(im) for im in images for _ in range(k)],
+            strength=self.strength,
+            guidance_scale=self.guidance_scale,
+            num_inference_steps=self.num_inference_steps,
+            generator=torch.Generator().manual_seed(seed),
+            output_type="np",
         ).images
         results = []
         for i, array in enumerate(np.asarray(out)):

@@ -38,21 +38,41 @@ def train_or_load_ddpm(config: TadaConfig, train: Dataset):
         return UNet2DModel.from_pretrained(str(folder)), DDPMScheduler.from_pretrained(str(folder))
     start = time.perf_counter()
     unet, scheduler, losses = train_ddpm(
-        build_unet(train, conditional=config.ddpm_conditional, seed=config.seed), train, epochs=config.ddpm_epochs,
-        batch_size=config.ddpm_batch_size, learning_rate=config.ddpm_learning_rate, seed=config.seed,
-        checkpoint_dir=Path(config.output_dir) / "ddpm_checkpoints", cpu=config.use_cpu,
+        build_unet(train, conditional=config.ddpm_conditional, seed=config.seed),
+        train,
+        epochs=config.ddpm_epochs,
+        batch_size=config.ddpm_batch_size,
+        learning_rate=config.ddpm_learning_rate,
+        seed=config.seed,
+        checkpoint_dir=Path(config.output_dir) / "ddpm_checkpoints",
+        cpu=config.use_cpu,
     )
     if not process_state().is_main_process:
         return unet, scheduler
     folder.mkdir(parents=True, exist_ok=True)
     scheduler.save_pretrained(str(folder))
     card = {
-        "method": "tada", "paper": DDPM_PAPER, "arxiv": "2006.11239", "datasets": [dataset_ref(config)],
-        "tags": ["diffusers", "ddpm", "unconditional-image-generation" if not config.ddpm_conditional else "class-conditional"],
+        "method": "tada",
+        "paper": DDPM_PAPER,
+        "arxiv": "2006.11239",
+        "datasets": [dataset_ref(config)],
+        "tags": [
+            "diffusers",
+            "ddpm",
+            "unconditional-image-generation" if not config.ddpm_conditional else "class-conditional",
+        ],
         "description": f"Small {'class-conditional ' if config.ddpm_conditional else ''}UNet2DModel DDPM trained on {config.dataset} "
-                       "as the SDEdit generator of TADA (arXiv 2505.21574).",
-        "config": {"epochs": config.ddpm_epochs, "batch_size": config.ddpm_batch_size, "learning_rate": config.ddpm_learning_rate, "seed": config.seed},
-        "figures": {"final_train_loss": round(losses[-1], 4) if losses else "resumed", "training_seconds": round(time.perf_counter() - start, 1)},
+        "as the SDEdit generator of TADA (arXiv 2505.21574).",
+        "config": {
+            "epochs": config.ddpm_epochs,
+            "batch_size": config.ddpm_batch_size,
+            "learning_rate": config.ddpm_learning_rate,
+            "seed": config.seed,
+        },
+        "figures": {
+            "final_train_loss": round(losses[-1], 4) if losses else "resumed",
+            "training_seconds": round(time.perf_counter() - start, 1),
+        },
     }
     push_model(unet, repo_id=config.ddpm_repo_id, output_dir=folder, card=card)
     return unet, scheduler
@@ -60,14 +80,24 @@ def train_or_load_ddpm(config: TadaConfig, train: Dataset):
 
 def build_generator(config: TadaConfig, train: Dataset):
     """The generator named by ``config.generator`` (see TadaConfig.generator)."""
-    settings = dict(strength=config.strength, num_inference_steps=config.num_inference_steps, images_per_example=config.images_per_example)
+    settings = dict(
+        strength=config.strength,
+        num_inference_steps=config.num_inference_steps,
+        images_per_example=config.images_per_example,
+    )
     if config.generator == "ddpm":
         return UNetGenerator(*train_or_load_ddpm(config, train), **settings)
     path = Path(config.generator)
-    if (path / "config.json").exists() and (path / "scheduler_config.json").exists() and not (path / "model_index.json").exists():
+    if (
+        (path / "config.json").exists()
+        and (path / "scheduler_config.json").exists()
+        and not (path / "model_index.json").exists()
+    ):
         from diffusers import DDPMScheduler, UNet2DModel
 
-        return UNetGenerator(UNet2DModel.from_pretrained(str(path)), DDPMScheduler.from_pretrained(str(path)), **settings)
+        return UNetGenerator(
+            UNet2DModel.from_pretrained(str(path)), DDPMScheduler.from_pretrained(str(path)), **settings
+        )
     if config.generator == "tiny-img2img":
         from hfdc.models import tiny
 
@@ -81,8 +111,13 @@ def build_generator(config: TadaConfig, train: Dataset):
 
             if torch.cuda.is_available():
                 pipeline = pipeline.to("cuda")
-    return PipelineGenerator(pipeline, prompt_template=config.prompt_template, guidance_scale=config.guidance_scale,
-                             image_size=config.generation_image_size or None, **settings)
+    return PipelineGenerator(
+        pipeline,
+        prompt_template=config.prompt_template,
+        guidance_scale=config.guidance_scale,
+        image_size=config.generation_image_size or None,
+        **settings,
+    )
 
 
 def rows_to_augment(config: TadaConfig, train: Dataset) -> tuple[SlowLearnable | None, list[int]]:
@@ -119,17 +154,40 @@ def train_tada(config: TadaConfig, data: DatasetDict | None = None, generator=No
         slow, indices = rows_to_augment(config, train)
         if indices and generator is None:
             generator = build_generator(config, train)
-        settings = {k: getattr(config, k) for k in ("generator", "strength", "num_inference_steps", "guidance_scale", "prompt_template", "images_per_example")}
+        settings = {
+            k: getattr(config, k)
+            for k in (
+                "generator",
+                "strength",
+                "num_inference_steps",
+                "guidance_scale",
+                "prompt_template",
+                "images_per_example",
+            )
+        }
         start = time.perf_counter()
         with process_state().main_process_first():  # the main process generates; the others then find every shard done
-            synthetic = augment(train, indices, generator, Path(config.output_dir) / "synthetic" / config.augment, batch_size=config.generation_batch_size,
-                                shard_size=config.shard_size, seed=config.seed, settings=settings)
+            synthetic = augment(
+                train,
+                indices,
+                generator,
+                Path(config.output_dir) / "synthetic" / config.augment,
+                batch_size=config.generation_batch_size,
+                shard_size=config.shard_size,
+                seed=config.seed,
+                settings=settings,
+            )
         generation_seconds = time.perf_counter() - start
         augmented = with_synthetic(train, synthetic)
         trainer = make_trainer(config, build_model(config, train), augmented, config.output_dir)
         trainer.train()
         metrics = {f"test_{k}": v for k, v in accuracy(trainer, data["test"]).items()}
-    metrics.update(augmented_examples=len(indices), generated_images=len(synthetic), generation_seconds=round(generation_seconds, 2),
-                   train_rows=len(augmented), processes=trainer.args.world_size)
+    metrics.update(
+        augmented_examples=len(indices),
+        generated_images=len(synthetic),
+        generation_seconds=round(generation_seconds, 2),
+        train_rows=len(augmented),
+        processes=trainer.args.world_size,
+    )
     logger.info("TADA (%s): %s", config.augment, metrics)
     return TadaResult(trainer, slow, indices, synthetic, augmented, metrics)

@@ -20,12 +20,28 @@ class SlowLearnableCallback(TrainerCallback):
     loader is shuffled). ``errors`` keeps the per-epoch training error seen while waiting to flatten.
     """
 
-    def __init__(self, dataset, data_collator, epoch: int | None = 2, flatten_tol: float = 0.01, method: str = "kmeans",
-                 quantile: float = 0.5, seed: int = 0, stop_training: bool = True, batch_size: int = 256):
+    def __init__(
+        self,
+        dataset,
+        data_collator,
+        epoch: int | None = 2,
+        flatten_tol: float = 0.01,
+        method: str = "kmeans",
+        quantile: float = 0.5,
+        seed: int = 0,
+        stop_training: bool = True,
+        batch_size: int = 256,
+    ):
         if epoch is not None and epoch < 1:
             raise ValueError(f"separation epoch must be >= 1, got {epoch}")
         self.dataset, self.data_collator, self.batch_size = dataset, data_collator, batch_size
-        self.epoch, self.flatten_tol, self.method, self.quantile, self.seed = epoch, flatten_tol, method, quantile, seed
+        self.epoch, self.flatten_tol, self.method, self.quantile, self.seed = (
+            epoch,
+            flatten_tol,
+            method,
+            quantile,
+            seed,
+        )
         self.stop_training = stop_training
         self.result: SlowLearnable | None = None
         self.errors: list[float] = []
@@ -56,7 +72,12 @@ class SlowLearnableCallback(TrainerCallback):
             if not self._flattened(error):
                 return
         self.result = find_slow_learnable(logits, labels, self.method, self.quantile, self.seed, epoch=epoch)
-        logger.info("epoch %d: %d slow-learnable examples (%.1f%%)", epoch, len(self.result.indices), 100 * self.result.stats["fraction"])
+        logger.info(
+            "epoch %d: %d slow-learnable examples (%.1f%%)",
+            epoch,
+            len(self.result.indices),
+            100 * self.result.stats["fraction"],
+        )
         if self.stop_training:
             control.should_training_stop = True
 

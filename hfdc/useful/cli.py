@@ -32,7 +32,8 @@ def run(config: UsefulConfig) -> Path:
         "description": (
             f"{config.model} retrained after upsampling {len(result.selected)} {config.selection} rows x{config.upsample_factor}"
             + (f" (slow-learnable at epoch {result.slow.epoch}, {config.partition})" if result.slow else "")
-            + (f", SAM rho={config.sam_rho}" if config.sam_rho else "") + "."
+            + (f", SAM rho={config.sam_rho}" if config.sam_rho else "")
+            + "."
         ),
         "config": card_config(config),
         "figures": result.metrics,

@@ -38,7 +38,12 @@ def card_config(config) -> dict:
         value = value.value if hasattr(value, "value") else value  # enums -> their strings
         unset = default in (None, "", "none") and value in (None, False, [], {}, "")
         same_json = isinstance(default, str) and isinstance(value, dict) and json.loads(default) == value
-        if value != default and not unset and not same_json and isinstance(value, (str, int, float, bool, list, dict, type(None))):
+        if (
+            value != default
+            and not unset
+            and not same_json
+            and isinstance(value, (str, int, float, bool, list, dict, type(None)))
+        ):
             changed[f.name] = value
     return changed
 
@@ -49,30 +54,59 @@ class DiscoveryConfig(TrainingArguments):
 
     dataset: str = field(
         default="feature_patches",
-        metadata={"help": "Embedded data set (feature_patches, shapes, digits) or a Hub data set id / datasets loader with train and test splits."},
+        metadata={
+            "help": "Embedded data set (feature_patches, shapes, digits) or a Hub data set id / datasets loader with train and test splits."
+        },
     )
     dataset_params: str = field(
-        default="{}", metadata={"help": "JSON object (or YAML mapping) of hfdc.data.load or datasets.load_dataset parameters."}
+        default="{}",
+        metadata={"help": "JSON object (or YAML mapping) of hfdc.data.load or datasets.load_dataset parameters."},
     )
-    image_column: str = field(default="image", metadata={"help": "Image column of a Hub data set (e.g. img for uoft-cs/cifar10)."})
+    image_column: str = field(
+        default="image", metadata={"help": "Image column of a Hub data set (e.g. img for uoft-cs/cifar10)."}
+    )
     label_column: str = field(default="label", metadata={"help": "ClassLabel column of a Hub data set."})
-    model: str = field(default="two_layer_cnn", metadata={"help": f"Classifier: {', '.join(MODELS)} (two_layer_cnn for feature_patches)."})
-    model_params: str = field(default="{}", metadata={"help": "JSON object of model config overrides (e.g. {\"filters\": 4})."})
+    model: str = field(
+        default="two_layer_cnn",
+        metadata={"help": f"Classifier: {', '.join(MODELS)} (two_layer_cnn for feature_patches)."},
+    )
+    model_params: str = field(
+        default="{}", metadata={"help": 'JSON object of model config overrides (e.g. {"filters": 4}).'}
+    )
     separation_epoch: int = field(
         default=2,
-        metadata={"help": "Epoch t at which examples are partitioned (about 5-10%% of the budget); 0 = once training error flattens."},
+        metadata={
+            "help": "Epoch t at which examples are partitioned (about 5-10%% of the budget); 0 = once training error flattens."
+        },
     )
-    flatten_tol: float = field(default=0.01, metadata={"help": "With separation_epoch=0: flattened once the per-epoch train-error drop is below this."})
+    flatten_tol: float = field(
+        default=0.01,
+        metadata={"help": "With separation_epoch=0: flattened once the per-epoch train-error drop is below this."},
+    )
     partition: str = field(
         default="kmeans",
-        metadata={"help": f"How to find slow-learnable examples: {', '.join(METHODS)} (misclassified + a large upsample_factor is JTT's error set)."},
+        metadata={
+            "help": f"How to find slow-learnable examples: {', '.join(METHODS)} (misclassified + a large upsample_factor is JTT's error set)."
+        },
     )
-    quantile: float = field(default=0.5, metadata={"help": "partition=quantile: per-class loss quantile above which examples count as slow."})
-    sam_rho: float = field(default=0.0, metadata={"help": "SAM neighbourhood radius rho; 0 trains with the plain optimizer (args.optim)."})
-    sam_adaptive: bool = field(default=False, metadata={"help": "Use ASAM (weight-scaled neighbourhood) instead of SAM when sam_rho > 0."})
-    repo_id: str | None = field(default=None, metadata={"help": "Hub repo id to push the retrained model to; unset saves locally only."})
+    quantile: float = field(
+        default=0.5,
+        metadata={"help": "partition=quantile: per-class loss quantile above which examples count as slow."},
+    )
+    sam_rho: float = field(
+        default=0.0, metadata={"help": "SAM neighbourhood radius rho; 0 trains with the plain optimizer (args.optim)."}
+    )
+    sam_adaptive: bool = field(
+        default=False, metadata={"help": "Use ASAM (weight-scaled neighbourhood) instead of SAM when sam_rho > 0."}
+    )
+    repo_id: str | None = field(
+        default=None, metadata={"help": "Hub repo id to push the retrained model to; unset saves locally only."}
+    )
     cpu_threads: int = field(
-        default=0, metadata={"help": "torch intra-op CPU threads for the run (1 is fastest for the tiny CPU models on busy machines); 0 = torch default."}
+        default=0,
+        metadata={
+            "help": "torch intra-op CPU threads for the run (1 is fastest for the tiny CPU models on busy machines); 0 = torch default."
+        },
     )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: the data transform already yields only model inputs and labels."}
@@ -85,7 +119,9 @@ class DiscoveryConfig(TrainingArguments):
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.separation_epoch < 0:
-            raise ValueError(f"separation_epoch must be >= 0 (0 = once training error flattens), got {self.separation_epoch}")
+            raise ValueError(
+                f"separation_epoch must be >= 0 (0 = once training error flattens), got {self.separation_epoch}"
+            )
         if self.separation_epoch > self.num_train_epochs:
             raise ValueError(
                 f"separation_epoch={self.separation_epoch} is beyond the training length num_train_epochs={self.num_train_epochs}; "
@@ -105,9 +141,13 @@ class UsefulConfig(DiscoveryConfig):
 
     selection: str = field(
         default="useful",
-        metadata={"help": "Rows to upsample: useful (discovered), random (same count, the paper's baseline), none (plain training)."},
+        metadata={
+            "help": "Rows to upsample: useful (discovered), random (same count, the paper's baseline), none (plain training)."
+        },
     )
-    upsample_factor: int = field(default=2, metadata={"help": "Each selected row appears this many times in the retraining set."})
+    upsample_factor: int = field(
+        default=2, metadata={"help": "Each selected row appears this many times in the retraining set."}
+    )
 
     def __post_init__(self):
         super().__post_init__()

@@ -14,7 +14,7 @@ def image_tensor(image, mode: str) -> torch.Tensor:
 
 
 def image_mode(dataset: Dataset, column: str = "image") -> str:
-    """"L" for grey-scale images, else "RGB" (from the Image feature's mode, or the first image)."""
+    """ "L" for grey-scale images, else "RGB" (from the Image feature's mode, or the first image)."""
     mode = dataset.features[column].mode or dataset.with_format(None)[0][column].mode
     return "L" if mode == "L" else "RGB"
 
@@ -29,7 +29,12 @@ def model_inputs(dataset: Dataset) -> Dataset:
         mode = image_mode(dataset)
 
         def transform(batch):
-            return {"pixel_values": torch.stack([image_tensor(im, mode) for im in batch["image"]]), "labels": torch.tensor(batch["label"])}
+            return {
+                "pixel_values": torch.stack([image_tensor(im, mode) for im in batch["image"]]),
+                "labels": torch.tensor(batch["label"]),
+            }
 
         return dataset.with_transform(transform)
-    raise ValueError(f"the data set needs an 'x' (feature patches) or an Image 'image' column; columns are {dataset.column_names}")
+    raise ValueError(
+        f"the data set needs an 'x' (feature patches) or an Image 'image' column; columns are {dataset.column_names}"
+    )

@@ -54,7 +54,9 @@ def find_slow_learnable(
     if method not in METHODS:
         raise ValueError(f"partition method must be one of {METHODS}, got {method!r}")
     if logits.ndim != 2 or labels.ndim != 1 or len(logits) != len(labels):
-        raise ValueError(f"logits must be [n, classes] and labels [n]; got {tuple(logits.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"logits must be [n, classes] and labels [n]; got {tuple(logits.shape)} and {tuple(labels.shape)}"
+        )
     if not torch.isfinite(logits).all():
         raise ValueError("logits contain NaN or inf: training diverged before discovery; lower the learning rate")
     if not 0.0 < quantile < 1.0:
@@ -71,7 +73,9 @@ def find_slow_learnable(
                     "(use more training data or method='quantile')"
                 )
             assign = _kmeans_two(outputs[members], seed)
-            slow_cluster = int(np.argmax([losses[members[assign == k]].mean() if (assign == k).any() else -np.inf for k in (0, 1)]))
+            slow_cluster = int(
+                np.argmax([losses[members[assign == k]].mean() if (assign == k).any() else -np.inf for k in (0, 1)])
+            )
             keep = assign == slow_cluster
         elif method == "quantile":
             keep = losses[members] > np.quantile(losses[members], quantile)
@@ -85,8 +89,12 @@ def find_slow_learnable(
             "mean_loss_rest": float(losses[members[~keep]].mean()) if (~keep).any() else None,
         }
     indices = sorted(int(i) for i in np.concatenate(selected))
-    stats = {"per_class": stats, "fraction": len(indices) / len(labels_np), "mean_loss": float(losses.mean()),
-             "train_error": float((outputs.argmax(1) != labels_np).mean())}
+    stats = {
+        "per_class": stats,
+        "fraction": len(indices) / len(labels_np),
+        "mean_loss": float(losses.mean()),
+        "train_error": float((outputs.argmax(1) != labels_np).mean()),
+    }
     return SlowLearnable(indices=indices, method=method, epoch=epoch, stats=stats)
 
 

@@ -58,7 +58,9 @@ def load_data(config: DiscoveryConfig) -> DatasetDict:
         raise ValueError(f"data set {config.dataset!r} has splits {sorted(data)}; it needs {sorted(missing)} too")
     for column, name in ((config.image_column, "image"), (config.label_column, "label")):
         if column not in data["train"].column_names:
-            raise ValueError(f"column {column!r} not in {config.dataset!r} (columns: {data['train'].column_names}); set image_column / label_column")
+            raise ValueError(
+                f"column {column!r} not in {config.dataset!r} (columns: {data['train'].column_names}); set image_column / label_column"
+            )
         if column != name:
             data = data.rename_column(column, name)
     return data
@@ -69,24 +71,41 @@ def build_model(config: DiscoveryConfig, train: Dataset):
     num_labels = train.features["label"].num_classes
     if config.model == "two_layer_cnn":
         if "x" not in train.column_names:
-            raise ValueError("model='two_layer_cnn' needs feature patches (column 'x'); use dataset='feature_patches' or model='convnet'")
+            raise ValueError(
+                "model='two_layer_cnn' needs feature patches (column 'x'); use dataset='feature_patches' or model='convnet'"
+            )
         dim = len(train.with_format(None)[0]["x"][0])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             return TwoLayerCNN(TwoLayerCNNConfig(num_labels=num_labels, dim=dim, **config.model_params))
     if "image" not in train.column_names:
-        raise ValueError(f"model={config.model!r} needs an image column; use model='two_layer_cnn' for feature_patches")
+        raise ValueError(
+            f"model={config.model!r} needs an image column; use model='two_layer_cnn' for feature_patches"
+        )
     from hfdc.models import tiny
 
     size = train.with_format(None)[0]["image"].size[0]
     channels = 1 if image_mode(train) == "L" else 3
-    return tiny(config.model, seed=config.seed, num_labels=num_labels, num_channels=channels, image_size=size, **config.model_params)
+    return tiny(
+        config.model,
+        seed=config.seed,
+        num_labels=num_labels,
+        num_channels=channels,
+        image_size=size,
+        **config.model_params,
+    )
 
 
 def make_trainer(config: DiscoveryConfig, model, train: Dataset, output_dir: str | Path, callbacks=()) -> Trainer:
     """Trainer (or SamTrainer when ``config.sam_rho > 0``) on ``train`` writing under ``output_dir``."""
     args = dataclasses.replace(config, output_dir=str(output_dir))
-    kwargs = dict(model=model, args=args, train_dataset=model_inputs(train), data_collator=default_data_collator, callbacks=list(callbacks))
+    kwargs = dict(
+        model=model,
+        args=args,
+        train_dataset=model_inputs(train),
+        data_collator=default_data_collator,
+        callbacks=list(callbacks),
+    )
     if config.sam_rho > 0:
         return SamTrainer(rho=config.sam_rho, adaptive=config.sam_adaptive, **kwargs)
     return Trainer(**kwargs)
@@ -95,10 +114,18 @@ def make_trainer(config: DiscoveryConfig, model, train: Dataset, output_dir: str
 def discover(config: DiscoveryConfig, train: Dataset) -> SlowLearnable:
     """Train a fresh model until ``config.separation_epoch`` (or flattening) and partition the training set."""
     callback = SlowLearnableCallback(
-        model_inputs(train), default_data_collator, epoch=config.separation_epoch or None, flatten_tol=config.flatten_tol,
-        method=config.partition, quantile=config.quantile, seed=config.seed, batch_size=config.per_device_eval_batch_size,
+        model_inputs(train),
+        default_data_collator,
+        epoch=config.separation_epoch or None,
+        flatten_tol=config.flatten_tol,
+        method=config.partition,
+        quantile=config.quantile,
+        seed=config.seed,
+        batch_size=config.per_device_eval_batch_size,
     )
-    trainer = make_trainer(config, build_model(config, train), train, Path(config.output_dir) / "discovery", [callback])
+    trainer = make_trainer(
+        config, build_model(config, train), train, Path(config.output_dir) / "discovery", [callback]
+    )
     trainer.train()
     if callback.result is None:
         raise ValueError(

@@ -17,7 +17,11 @@ def upsample(dataset: Dataset, indices: list[int], factor: int = 2) -> Dataset:
     if bad:
         raise ValueError(f"indices {bad[:5]} are outside the dataset of {len(dataset)} rows")
     order = list(range(len(dataset))) + [int(i) for i in indices] * (int(factor) - 1)
-    with_source = dataset if "source_index" in dataset.column_names else dataset.add_column("source_index", list(range(len(dataset))))
+    with_source = (
+        dataset
+        if "source_index" in dataset.column_names
+        else dataset.add_column("source_index", list(range(len(dataset))))
+    )
     return with_source.select(order)
 
 

@@ -24,13 +24,13 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from hfdc.hallucination import TwoStageDetector, sample_target, sample_verifier  # noqa: E402
-from hfdc.hallucination.evaluate import featurize  # noqa: E402
-from hfdc.hallucination.features import CROSS_FEATURES, SELF_FEATURES, compute_features  # noqa: E402
-from hfdc.hallucination.similarity import normalized_match  # noqa: E402
-from hfdc.hallucination.simulate import SimulatedBackend, SimulatedWorld  # noqa: E402
+from hfdc.hallucination import TwoStageDetector, sample_target, sample_verifier
+from hfdc.hallucination.evaluate import featurize
+from hfdc.hallucination.features import CROSS_FEATURES, SELF_FEATURES, compute_features
+from hfdc.hallucination.similarity import normalized_match
+from hfdc.hallucination.simulate import SimulatedBackend, SimulatedWorld
 
 logger = logging.getLogger("hallucination-detector")
 
@@ -39,8 +39,11 @@ MAX_ANSWER_CHARS = 500
 MAX_ANSWERS = 20
 MAX_MODEL_SAMPLES = 10
 N_REFERENCE = 400
-EXAMPLE = ("Which city hosted the 1992 Summer Olympics?", "Barcelona\nBarcelona\nMadrid\nBarcelona\nSeville\nMadrid",
-           "Barcelona\nBarcelona\nBarcelona")
+EXAMPLE = (
+    "Which city hosted the 1992 Summer Olympics?",
+    "Barcelona\nBarcelona\nMadrid\nBarcelona\nSeville\nMadrid",
+    "Barcelona\nBarcelona\nBarcelona",
+)
 HOW_TO_CONFIGURE = (
     "No models configured: paste answers below. To sample models, set the Space secrets `HFDC_TARGET` and "
     "`HFDC_VERIFIER` to backend specs such as `openai:<model>@<base_url>` (any OpenAI-compatible endpoint: "
@@ -151,8 +154,10 @@ def score(question: str, answers: list[str], verifier_answers: list[str] | None,
             cross = dict(zip(CROSS_FEATURES, map(float, x_cross[0])))
         else:
             called = False
-            note = (" The question is in the uncertain band, but no verifier answers were pasted and no verifier is "
-                    "configured: the score is self-consistency only.")
+            note = (
+                " The question is in the uncertain band, but no verifier answers were pasted and no verifier is "
+                "configured: the score is self-consistency only."
+            )
     elif verifier_answers:
         note = " The question is outside the uncertain band: the pasted verifier answers were not needed."
     verdict = (
@@ -161,8 +166,11 @@ def score(question: str, answers: list[str], verifier_answers: list[str] | None,
         f"verifier {'called' if called else 'not called'}.{note}"
     )
     scores = {
-        "self_features": dict(zip(SELF_FEATURES, map(float, x_self[0]))), "cross_features": cross,
-        "self_score": self_score, "final_score": final, "budget": budget,
+        "self_features": dict(zip(SELF_FEATURES, map(float, x_self[0]))),
+        "cross_features": cross,
+        "self_score": self_score,
+        "final_score": final,
+        "budget": budget,
         "tau_low": None if det.thresholds is None else det.thresholds[0],
         "tau_high": None if det.thresholds is None else det.thresholds[1],
     }
@@ -181,8 +189,10 @@ def run_backend(role: str, question: str, n: int, sample):
         return sample(backend(role), [question], n)
     except Exception as error:  # shown to the user: strip everything after the model name
         logger.warning("%s backend failed: %s", role, type(error).__name__)
-        raise gr.Error(f"The {role} model ({model_name(os.environ.get(f'HFDC_{role.upper()}'))}) failed: "
-                       f"{type(error).__name__}. Try again later or paste answers instead.") from None
+        raise gr.Error(
+            f"The {role} model ({model_name(os.environ.get(f'HFDC_{role.upper()}'))}) failed: "
+            f"{type(error).__name__}. Try again later or paste answers instead."
+        ) from None
 
 
 def verifier_for(n: int):
@@ -232,8 +242,11 @@ with gr.Blocks(title="Hallucination detector (hfdc)") as demo:
     with gr.Tabs():
         with gr.Tab("Paste answers"):
             question = gr.Textbox(label="Question", max_lines=3, value=EXAMPLE[0])
-            answers = gr.Textbox(label="Answers (first line: the answer; next lines: samples of the same model)",
-                                 lines=6, value=EXAMPLE[1])
+            answers = gr.Textbox(
+                label="Answers (first line: the answer; next lines: samples of the same model)",
+                lines=6,
+                value=EXAMPLE[1],
+            )
             verifier_answers = gr.Textbox(label="Verifier answers (optional, one per line)", lines=3, value=EXAMPLE[2])
             detect_button = gr.Button("Detect", variant="primary")
         with gr.Tab("Ask the models"):
