@@ -95,8 +95,9 @@ def train_arm(arm: str, steps: int, seed: int, cold: bool = False) -> dict:
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
     from hfdc.colm import ColmConfig, ColmTrainer
-    from hfdc.colm.data import load_mixture, tokenize_mixture
+    from hfdc.colm.data import tokenize_mixture
     from hfdc.colm.trainer import mean_selection_metrics
+    from hfdc.data import load
     from hfdc.models import tiny, tiny_processor
 
     torch.set_num_threads(1)
@@ -104,7 +105,7 @@ def train_arm(arm: str, steps: int, seed: int, cold: bool = False) -> dict:
         load_library_code()
     tokenizer = tiny_processor("llama")
     model = tiny("llama", seed=seed, **MODEL)
-    data = load_mixture("sentiment", seed=seed)
+    data = load("sentiment", seed=seed)
     train = tokenize_mixture(data["train"], tokenizer, "{text}", "source", 64)
     validation = tokenize_mixture(data["validation"], tokenizer, "{text}", "source", 64).remove_columns("source")
     common = dict(

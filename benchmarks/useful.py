@@ -31,10 +31,10 @@ TRAIN = dict(
 ARMS = {
     "GD": dict(selection="none"),
     "GD + random upsampling": dict(selection="random"),
-    "GD + USEFUL": dict(selection="useful"),
+    "GD + USEFUL": dict(selection="targeted"),
     "SAM (rho=0.05)": dict(selection="none", sam_rho=0.05),
     "SAM (rho=0.5)": dict(selection="none", sam_rho=0.5),
-    "SAM (rho=0.05) + USEFUL": dict(selection="useful", sam_rho=0.05),
+    "SAM (rho=0.05) + USEFUL": dict(selection="targeted", sam_rho=0.05),
 }
 
 
@@ -49,7 +49,7 @@ def run_arm(arm: dict, seed: int, data) -> dict:
         result = train_useful(config, data)
         seconds = time.perf_counter() - start
     row = dict(result.metrics, seconds=seconds)
-    if result.slow is not None and arm["selection"] == "useful":
+    if result.slow is not None and arm["selection"] == "targeted":
         hard = ~np.asarray(data["train"]["has_easy"])
         chosen = np.zeros(len(hard), bool)
         chosen[result.selected] = True

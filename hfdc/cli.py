@@ -142,9 +142,12 @@ def run_command(name: str, argv: list[str]):
         close = difflib.get_close_matches(name, COMMANDS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise RecipeError(f"unknown command {name!r}{hint}; `hfdc --help` lists the commands")
+    from hfdc.distributed import cpu_threads
+
     command = COMMANDS[name]
     config = parse_config(_load(command.config), argv, prog=f"hfdc {name}")
-    return _load(command.run)(config)
+    with cpu_threads(getattr(config, "cpu_threads", 0)):
+        return _load(command.run)(config)
 
 
 def _print_help() -> None:

@@ -1,5 +1,6 @@
 """``hfdc demo``: run the default recipes on the embedded data, one after another."""
 
+import importlib.resources
 import logging
 import time
 from dataclasses import dataclass, field
@@ -9,7 +10,6 @@ from hfdc.cli import run_command
 
 logger = logging.getLogger(__name__)
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 # (command, recipe under recipes/); each recipe runs in minutes on 2 CPU cores.
 DEFAULT_STEPS = [
@@ -27,7 +27,7 @@ class DemoConfig:
     output_dir: str = field(default="outputs", metadata={"help": "Folder under which each step writes its artifacts."})
     steps: list[str] = field(
         default_factory=lambda: list(DEFAULT_STEPS),
-        metadata={"help": "Steps as command:recipe (recipe path relative to recipes/)."},
+        metadata={"help": "Steps as command:recipe (recipe path relative to recipes/, shipped inside the package)."},
     )
 
 
@@ -39,7 +39,8 @@ def run(config: DemoConfig) -> dict[str, Path]:
         out = Path(config.output_dir) / Path(recipe).parent.name / Path(recipe).stem
         start = time.perf_counter()
         logger.info("demo step %s (%s) -> %s", command, recipe, out)
-        run_command(command, ["--config", str(RECIPES / recipe), "--output_dir", str(out)])
+        with importlib.resources.as_file(importlib.resources.files("hfdc") / "recipes" / recipe) as path:
+            run_command(command, ["--config", str(path), "--output_dir", str(out)])
         logger.info("demo step %s done in %.1f s", command, time.perf_counter() - start)
         written[step] = out
     print("\nhfdc demo wrote:")

@@ -35,7 +35,7 @@ def test_same_seed_same_rows_other_seed_other_rows(name):
 
 
 def test_unknown_name_and_param_are_clear_errors():
-    with pytest.raises(ValueError, match="known data sets: shapes, feature_patches, digits, sentiment"):
+    with pytest.raises(ValueError, match="not an embedded data set \\(shapes, feature_patches, digits, sentiment\\)"):
         load("cifar")
     with pytest.raises(ValueError, match="'n_trian'.*n_train"):
         load("shapes", n_trian=5)

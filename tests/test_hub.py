@@ -107,3 +107,58 @@ def test_push_errors_are_clear_and_token_never_leaks(round_trip):
     assert errors["server_echoes_token"].startswith("HubPushError") and "***" in errors["server_echoes_token"]
     for text in [*errors.values(), log, *result["local_cards"], result["model_card_text"]]:
         assert FAKE_TOKEN not in text
+
+
+def test_usage_snippet_names_the_class_that_loads_the_artifact():
+    from diffusers import UNet2DModel
+    from peft import LoraConfig, get_peft_model
+
+    from hfdc.models import tiny
+
+    assert "from transformers import AutoModelForCausalLM" in hub.model_usage(tiny("llama"))
+    assert "AutoModelForImageTextToText.from_pretrained" in hub.model_usage(tiny("llava"))
+    assert hub.model_usage(tiny("clip")).startswith("from transformers import CLIPModel\n")
+    assert hub.model_usage(tiny("unet")).startswith("from diffusers import UNet2DModel\n")
+    assert isinstance(tiny("unet"), UNet2DModel)
+    assert hub.model_usage(tiny("convnet")).startswith("from hfdc.models import ConvNetForImageClassification\n")
+    lora = get_peft_model(tiny("llama"), LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    assert "AutoPeftModelForCausalLM.from_pretrained" in hub.model_usage(lora)
+
+
+def test_only_hub_ids_reach_the_metadata_and_every_name_the_body(tmp_path):
+    assert hub.hub_id("stanfordnlp/imdb") == "stanfordnlp/imdb"
+    for name in ("tiny:llama", "sentiment (embedded in hfdc)", "/abs/folder", "parquet", None):
+        assert hub.hub_id(name) is None, name
+    (tmp_path / "me").mkdir()
+    (tmp_path / "me" / "folder").mkdir()
+    card = {"base_model": "tiny:llama", "datasets": ["sentiment (embedded in hfdc)", "stanfordnlp/imdb"]}
+    text = hub.render_card("model", card, "me/m")
+    data = ModelCard(text).data.to_dict()
+    assert data["datasets"] == ["stanfordnlp/imdb"] and "base_model" not in data
+    assert "Base model: `tiny:llama`" in text and "`sentiment (embedded in hfdc)`, `stanfordnlp/imdb`" in text
+
+
+def test_card_config_records_the_changed_fields_only(tmp_path):
+    from hfdc.colm import ColmConfig
+
+    config = ColmConfig(
+        output_dir=str(tmp_path),
+        learning_rate=0.003,
+        selection_ratio=0.5,
+        use_cpu=True,
+        report_to="none",
+        eval_strategy="steps",
+        keep_sources=["support"],
+        hub_token="hf_secret",
+    )
+    assert hub.card_config(config) == {
+        "eval_strategy": "steps",
+        "learning_rate": 0.003,
+        "use_cpu": True,
+        "hub_token": "hf_secret",
+        "keep_sources": ["support"],
+    }
+    text = hub.render_card("model", {"config": config}, "me/m")
+    assert "hub_token: <redacted>" in text and "hf_secret" not in text and "selection_ratio" not in text
+    with pytest.raises(TypeError, match="config dataclass instance"):
+        hub.card_config({"a": 1})

@@ -160,7 +160,7 @@ def test_grayscale_convnet_trains_in_trainer_with_image_transform(tmp_path):
     images = [Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L") for _ in range(8)]
     features = Features(image=ImageFeature(), label=ClassLabel(names=["a", "b"]))
     data = Dataset.from_dict({"image": images, "label": [0, 1] * 4}, features=features)
-    data.set_transform(image_transform(tiny_processor("convnet", image_size=8, num_channels=1)))
+    data.set_transform(image_transform("L"))
     batch = data[:2]
     assert batch["pixel_values"].shape == (2, 1, 8, 8) and batch["label"] == [0, 1]
     expected = (np.asarray(images[0], dtype=np.float32) / 255 - 0.5) / 0.5
@@ -186,18 +186,21 @@ def test_grayscale_convnet_trains_in_trainer_with_image_transform(tmp_path):
     assert trainer.evaluate()["eval_loss"] < 0.5 * before
 
 
-@pytest.mark.parametrize("kind", ["unet", "convnet", "resnet"])
-def test_image_processor_scales_to_unit_range_and_round_trips(kind, tmp_path):
-    from transformers import AutoImageProcessor
+def test_images_scale_to_unit_range_and_round_trip():
+    from hfdc.models.images import pixel_values, to_pil
 
-    processor = tiny_processor(kind)
-    images = [Image.new("RGB", (40, 48), (0, 255, 51))]
-    pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]
-    assert pixel_values.shape == (1, 3, 32, 32)
-    assert torch.allclose(pixel_values[0, :, 0, 0], torch.tensor([-1.0, 1.0, -0.6]))
-    processor.save_pretrained(tmp_path)
-    loaded = AutoImageProcessor.from_pretrained(tmp_path)
-    assert torch.equal(loaded(images=images, return_tensors="pt")["pixel_values"], pixel_values)
+    images = [Image.new("RGB", (40, 48), (0, 255, 51)), Image.new("RGB", (32, 32), (10, 128, 200))]
+    x = pixel_values(images, "RGB", size=32)
+    assert x.shape == (2, 3, 32, 32)
+    assert torch.allclose(x[0, :, 0, 0], torch.tensor([-1.0, 1.0, 51 / 127.5 - 1]))
+    assert torch.allclose(x[1, :, 5, 7], torch.tensor([10 / 127.5 - 1, 128 / 127.5 - 1, 200 / 127.5 - 1]), atol=1e-6)
+    assert np.array_equal(np.asarray(to_pil(x[1], "RGB")), np.asarray(images[1]))
+    grey = pixel_values([images[1]], "L")
+    assert grey.shape == (1, 1, 32, 32) and np.array_equal(
+        np.asarray(to_pil(grey[0], "L")), np.asarray(images[1].convert("L"))
+    )
+    with pytest.raises(ValueError, match="hfdc.models.images"):
+        tiny_processor("convnet")
 
 
 def test_unet_class_conditional_round_trip(tmp_path):
@@ -247,3 +250,21 @@ def test_every_kind_builds_small_and_seeded():
             model = tiny(kind)
             assert 0 < sum(p.numel() for p in model.parameters()) < 500_000, kind
             _assert_same_state(model, tiny(kind))
+
+
+def test_classifier_for_sizes_the_model_to_the_data_set():
+    from hfdc.data import load
+    from hfdc.models import classifier_for
+
+    digits = load("digits", n_train=20, n_validation=10, n_test=10)["train"]
+    model = classifier_for("convnet", digits, seed=3, width=8)
+    assert (model.config.num_labels, model.config.num_channels, model.config.image_size) == (10, 1, 8)
+    assert model.config.width == 8
+    _assert_same_state(model, classifier_for("convnet", digits, seed=3, width=8))
+    patches = load("feature_patches", num_classes=3, dim=8, n_train=6, n_validation=3, n_test=3)["train"]
+    cnn = classifier_for("two_layer_cnn", patches)
+    assert (cnn.config.num_labels, cnn.config.dim) == (3, 8)
+    with pytest.raises(ValueError, match="feature patches"):
+        classifier_for("two_layer_cnn", digits)
+    with pytest.raises(ValueError, match="one of"):
+        classifier_for("vit", digits)

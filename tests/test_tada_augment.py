@@ -150,10 +150,10 @@ def test_ddpm_training_lowers_denoising_loss(tmp_path, digits):
     torch.set_num_threads(1)
     from diffusers import DDPMScheduler
 
-    from hfdc.useful.data import image_tensor
+    from hfdc.models.images import pixel_values
 
     train = digits["train"]
-    x0 = torch.stack([image_tensor(im, "L") for im in train[:64]["image"]])
+    x0 = pixel_values(train[:64]["image"], "L")
     y = torch.tensor(train[:64]["label"])
     g = torch.Generator().manual_seed(0)
     noise, t = torch.randn(x0.shape, generator=g), torch.randint(0, 1000, (64,), generator=g)
@@ -214,7 +214,7 @@ def test_recipe_targeted_vs_full_and_bad_config(tmp_path, digits):
         TadaConfig(output_dir=str(tmp_path / "t"), augment="full", **{**common, "ddpm_epochs": 999}), digits
     )
     assert full.metrics["generated_images"] == n and full.slow is None
-    with pytest.raises(ValueError, match="augment must be one of"):
+    with pytest.raises(ValueError, match="augment=.all. is not allowed"):
         TadaConfig(output_dir=str(tmp_path), augment="all", **common)
     with pytest.raises(ValueError, match="beyond the training length"):
         TadaConfig(output_dir=str(tmp_path), **{**common, "separation_epoch": 3})

@@ -16,7 +16,7 @@ from hfdc.useful import (
     upsample,
 )
 from hfdc.useful.data import model_inputs
-from hfdc.useful.train import build_model, make_trainer
+from hfdc.useful.train import make_trainer, new_model
 
 DATA = dict(n_train=300, n_validation=10, n_test=300, dim=50, noise_std=0.2, missing_easy_fraction=0.3)
 
@@ -58,7 +58,7 @@ def test_callback_recovers_examples_without_easy_feature(tmp_path, data):
     cfg = config(tmp_path)
     train = data["train"]
     callback = SlowLearnableCallback(model_inputs(train), default_data_collator, epoch=2, seed=0)
-    trainer = make_trainer(cfg, build_model(cfg, train), train, tmp_path, [callback])
+    trainer = make_trainer(cfg, new_model(cfg, train), train, tmp_path, [callback])
     trainer.train()
     assert trainer.state.epoch == 2  # stopped at the separation epoch
     result = callback.result
@@ -81,7 +81,7 @@ def test_flattening_trigger(tmp_path, data):
     cfg = config(tmp_path, num_train_epochs=8, separation_epoch=0)
     train = data["train"]
     callback = SlowLearnableCallback(model_inputs(train), default_data_collator, epoch=None, flatten_tol=0.02)
-    make_trainer(cfg, build_model(cfg, train), train, tmp_path, [callback]).train()
+    make_trainer(cfg, new_model(cfg, train), train, tmp_path, [callback]).train()
     assert callback.result is not None and callback.result.epoch == len(callback.errors)
     assert callback.errors[-2] - callback.errors[-1] < 0.02 < callback.errors[0] - callback.errors[-1]
 

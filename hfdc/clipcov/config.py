@@ -6,11 +6,14 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from hfdc.clipcov.scores import PENALTIES
+from hfdc.config import HfdcConfig
+
 METHODS = ("clipcov", "random", "clip_score", "semdedup")
 
 
 @dataclass
-class ClipCovConfig(TrainingArguments):
+class ClipCovConfig(HfdcConfig, TrainingArguments):
     """Select an image-caption subset with CLIPCov (or a baseline), publish it, train a CLIP on it.
 
     The TrainingArguments fields configure the CLIP trained on the subset (and the proxy, with
@@ -55,7 +58,7 @@ class ClipCovConfig(TrainingArguments):
         default_factory=lambda: ["a photo of a {}."],
         metadata={"help": "Prompt templates with '{}' for the class name; a class's text embedding is their mean."},
     )
-    method: str = field(default="clipcov", metadata={"help": f"Selection method: one of {', '.join(METHODS)}."})
+    method: str = field(default="clipcov", metadata={"help": "Selection method.", "choices": METHODS})
     fraction: float = field(default=0.1, metadata={"help": "Budget: fraction of the pool to keep, in (0, 1]."})
     threshold: float = field(
         default=0.0,
@@ -66,7 +69,7 @@ class ClipCovConfig(TrainingArguments):
     block_size: int = field(default=200, metadata={"help": "CLIPCov: greedy picks per class between score updates."})
     penalty: str = field(
         default="max",
-        metadata={"help": "CLIPCov: cross-class penalty over other classes' centroids, 'max' or 'mean'."},
+        metadata={"help": "CLIPCov: cross-class penalty over other classes' centroids.", "choices": PENALTIES},
     )
     num_clusters: int | None = field(default=None, metadata={"help": "SemDeDup: k-means clusters (default sqrt(N))."})
     proxy_model: str | None = field(
@@ -97,9 +100,6 @@ class ClipCovConfig(TrainingArguments):
     cache_dir: str | None = field(
         default=None, metadata={"help": "Folder for cached proxy embeddings; default <output_dir>/embeddings."}
     )
-    repo_id: str | None = field(
-        default=None, metadata={"help": "Hub dataset repo for the selected subset; unset saves locally only."}
-    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Must stay false: the collator reads the raw image and caption columns."}
     )
@@ -107,7 +107,5 @@ class ClipCovConfig(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if not 0 < self.fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from hfdc.colm.config import ColmConfig
-from hfdc.colm.data import load_mixture, tokenize_mixture
+from hfdc.colm.data import tokenize_mixture
 from hfdc.colm.trainer import ColmTrainer, mean_selection_metrics
+from hfdc.data import card_name, load
 from hfdc.hub import push_model
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def load_model(config: ColmConfig):
 def build_trainer(config: ColmConfig) -> ColmTrainer:
     """The ColmTrainer that ``run`` trains: model, tokenized train/validation splits."""
     model, tokenizer = load_model(config)
-    data = load_mixture(config.dataset, seed=config.seed)
+    data = load(config.dataset, **config.dataset_params)
     splits = {}
     for split, limit in (("train", config.max_train_samples), ("validation", config.max_eval_samples)):
         if split not in data:
@@ -83,23 +83,17 @@ def run(config: ColmConfig):
         "method": "colm",
         "paper": "Mini-batch Coresets for Memory-efficient Language Model Training on Data Mixtures",
         "arxiv": "2407.19580",
-        "base_model": None if config.model_name_or_path.startswith("tiny:") else config.model_name_or_path,
-        "datasets": [config.dataset],
+        "base_model": config.model_name_or_path,
+        "datasets": [card_name(config.dataset)],
         "tags": ["coreset", "data-mixture", "causal-lm"],
         "description": (
             f"Fine-tuned with CoLM: each step trains on {config.per_device_train_batch_size} of "
             f"{config.large_batch_size} examples per device chosen by facility location on "
             "zeroth-order gradient features."
         ),
-        "config": {k: v for k, v in dataclasses.asdict(config).items() if _plain(v)},
+        "config": config,
         "figures": figures,
     }
     folder = push_model(trainer.model, repo_id=config.repo_id, output_dir=config.output_dir, card=card)
     logger.info("saved CoLM model to %s: %s", folder, figures)
     return folder
-
-
-def _plain(value) -> bool:
-    return isinstance(value, (str, int, float, bool, type(None))) or (
-        isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value)
-    )

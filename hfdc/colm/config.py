@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from hfdc.config import DatasetConfig, HfdcConfig
 from hfdc.submodular import BUDGET_MODES, METRICS
 
 SPARSIFY = ("top", "random", "smallest")
@@ -18,7 +19,7 @@ FEATURE_OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass
-class ColmConfig(TrainingArguments):
+class ColmConfig(DatasetConfig, HfdcConfig, TrainingArguments):
     """TrainingArguments for ColmTrainer; ``per_device_train_batch_size`` is the SMALL batch that is trained."""
 
     # --- selection ---
@@ -36,13 +37,16 @@ class ColmConfig(TrainingArguments):
     )
     budget_mode: str = field(
         default="proportional",
-        metadata={"help": f"Per-source budget: {' / '.join(BUDGET_MODES)}, or none (one pool for all sources)."},
+        metadata={
+            "help": "Per-source budget, or none (one pool for all sources).",
+            "choices": (*BUDGET_MODES, "none"),
+        },
     )
     similarity: str = field(
         default="l1",
         metadata={
-            "help": f"Facility-location similarity between features: {' / '.join(METRICS)} "
-            "(l1: max_dist - |x_i - x_j|_1, as in the paper)."
+            "help": "Facility-location similarity between features (l1: max_dist - |x_i - x_j|_1, as in the paper).",
+            "choices": METRICS,
         },
     )
     use_medoid_weights: bool = field(
@@ -72,13 +76,14 @@ class ColmConfig(TrainingArguments):
     zo_dim: int = field(default=2560, metadata={"help": "Feature coordinates kept per source after sparsification."})
     sparsify: str = field(
         default="top",
-        metadata={"help": f"Which coordinates to keep per source: {' / '.join(SPARSIFY)} (by |mean feature|)."},
+        metadata={"help": "Which coordinates to keep per source (by |mean feature|).", "choices": SPARSIFY},
     )
     feature_optimizer: str = field(
         default="adam",
         metadata={
             "help": "Feature normalisation: adam (m_hat / (sqrt(v_hat) + eps), moments kept across steps, "
-            "HF Adam betas/eps) or sgd (raw features)."
+            "HF Adam betas/eps) or sgd (raw features).",
+            "choices": FEATURE_OPTIMIZERS,
         },
     )
     # --- what `hfdc colm` trains on (ignored by ColmTrainer itself) ---
@@ -89,7 +94,8 @@ class ColmConfig(TrainingArguments):
     dataset: str = field(
         default="sentiment",
         metadata={
-            "help": "hfdc embedded data set name (hfdc.data) or a Hub / local data set for datasets.load_dataset."
+            "help": "Data set for hfdc.data.load: an embedded name, a save_to_disk folder or a Hub id, with a source "
+            "column and train (and validation) splits."
         },
     )
     text_template: str = field(
@@ -109,22 +115,11 @@ class ColmConfig(TrainingArguments):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         metadata={"help": "Module names LoRA adapts."},
     )
-    repo_id: str | None = field(
-        default=None, metadata={"help": "Hub repo id to push the trained model to; unset saves locally only."}
-    )
 
     def __post_init__(self):
         super().__post_init__()
         if not 0 < self.selection_ratio <= 1:
             raise ValueError(f"selection_ratio must lie in (0, 1], got {self.selection_ratio}")
-        if self.budget_mode not in (*BUDGET_MODES, "none"):
-            raise ValueError(f"budget_mode must be one of {(*BUDGET_MODES, 'none')}, got {self.budget_mode!r}")
-        if self.similarity not in METRICS:
-            raise ValueError(f"similarity must be one of {METRICS}, got {self.similarity!r}")
-        if self.sparsify not in SPARSIFY:
-            raise ValueError(f"sparsify must be one of {SPARSIFY}, got {self.sparsify!r}")
-        if self.feature_optimizer not in FEATURE_OPTIMIZERS:
-            raise ValueError(f"feature_optimizer must be one of {FEATURE_OPTIMIZERS}, got {self.feature_optimizer!r}")
         if self.zo_eps <= 0 or self.zo_directions < 1 or self.zo_dim < 1:
             raise ValueError("zo_eps must be > 0, zo_directions >= 1 and zo_dim >= 1")
 

@@ -1,16 +1,8 @@
-"""Tokenized causal-LM data sets with a source column, for `hfdc colm` (embedded sets or Hub data sets)."""
+"""Tokenized causal-LM data sets with a source column, for `hfdc colm`."""
 
 from __future__ import annotations
 
-from datasets import Dataset, DatasetDict, load_dataset
-
-from hfdc.data import DATASETS
-from hfdc.data import load as load_embedded
-
-
-def load_mixture(name: str, seed: int = 0) -> DatasetDict:
-    """An hfdc embedded data set (generated with ``seed``) or ``datasets.load_dataset(name)``."""
-    return load_embedded(name, seed=seed) if name in DATASETS else load_dataset(name)
+from datasets import Dataset
 
 
 def tokenize_mixture(dataset: Dataset, tokenizer, template: str, source_column: str, max_length: int) -> Dataset:

@@ -81,7 +81,7 @@ def figures(dataset) -> dict:
     return out
 
 
-def card(config: DataConfig, dataset, used_params: dict) -> dict:
+def card(config: DataConfig, dataset) -> dict:
     """The hub card dict: method "data", the data set's description, its parameters, the measured counts."""
     doc = importlib.import_module(DATASETS[config.name]).__doc__
     paper, arxiv = PAPERS.get(config.name, (None, None))
@@ -93,7 +93,7 @@ def card(config: DataConfig, dataset, used_params: dict) -> dict:
         "arxiv": arxiv,
         "tags": ["synthetic", config.name] if config.name != "digits" else [config.name],
         "datasets": SOURCE_DATASETS.get(config.name),
-        "config": {"name": config.name, **{**params(config.name), **used_params}},
+        "config": config,
         "figures": figures(dataset),
     }
 
@@ -104,8 +104,6 @@ def run(config: DataConfig) -> Path:
 
     used = dataset_params(config)
     dataset = load(config.name, **used)
-    folder = push_dataset(
-        dataset, repo_id=config.repo_id, output_dir=config.output_dir, card=card(config, dataset, used)
-    )
+    folder = push_dataset(dataset, repo_id=config.repo_id, output_dir=config.output_dir, card=card(config, dataset))
     logger.info("data set %s (%s) saved to %s", config.name, figures(dataset), folder)
     return folder

@@ -122,8 +122,7 @@ def run(config: HallucinationConfig) -> dict:
                 f"{list(SELF_FEATURES)} scores every question; questions whose score falls in [tau_low, tau_high] = "
                 f"{detector.thresholds} call the verifier and are rescored with self + cross-consistency features."
             ),
-            "usage": 'from hfdc.hallucination import TwoStageDetector\n\ndetector = TwoStageDetector.from_pretrained("{repo_id}")',
-            "config": dataclasses.asdict(config),
+            "config": config,
             "figures": figures,
         },
     )

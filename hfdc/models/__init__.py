@@ -1,7 +1,8 @@
-"""Tiny random-weight model factories and matching offline processors, for tests and CPU defaults.
+"""Tiny random-weight model factories, offline processors and the images helper, for tests and CPU defaults.
 
-`tiny(kind, seed=0, **overrides)` builds a model; `tiny_processor(kind)` its tokenizer/processor.
-Kinds: llama, llava, clip, unet, img2img, convnet, resnet.
+`tiny(kind, seed=0, **overrides)` builds a model; `tiny_processor(kind)` its tokenizer/processor;
+`classifier_for(kind, dataset)` a classifier sized for a data set; `hfdc.models.images` converts images.
+Kinds: llama, llava, clip, unet, img2img, convnet, resnet, two_layer_cnn.
 """
 
 from hfdc.models.classifiers import (
@@ -10,19 +11,28 @@ from hfdc.models.classifiers import (
     ResNetConfig,
     ResNetForImageClassification,
 )
-from hfdc.models.factories import DEFAULTS, KINDS, tiny
-from hfdc.models.processors import image_transform, tiny_processor
+from hfdc.models.factories import CLASSIFIERS, DEFAULTS, KINDS, classifier_for, tiny
+from hfdc.models.images import image_transform, pixel_values, to_pil, to_tensor
+from hfdc.models.processors import tiny_processor
 from hfdc.models.tokenizer import tiny_tokenizer
+from hfdc.models.two_layer_cnn import TwoLayerCNN, TwoLayerCNNConfig
 
 __all__ = [
+    "CLASSIFIERS",
     "DEFAULTS",
     "KINDS",
     "ConvNetConfig",
     "ConvNetForImageClassification",
     "ResNetConfig",
     "ResNetForImageClassification",
+    "TwoLayerCNN",
+    "TwoLayerCNNConfig",
+    "classifier_for",
     "image_transform",
+    "pixel_values",
     "tiny",
     "tiny_processor",
     "tiny_tokenizer",
+    "to_pil",
+    "to_tensor",
 ]

@@ -25,6 +25,7 @@ from hfdc.models.classifiers import (
     ResNetForImageClassification,
 )
 from hfdc.models.tokenizer import SPECIAL_TOKENS, VOCAB_SIZE, tiny_tokenizer
+from hfdc.models.two_layer_cnn import TwoLayerCNN, TwoLayerCNNConfig
 
 PAD_ID, BOS_ID, IMAGE_TOKEN_ID, EOS_ID = range(len(SPECIAL_TOKENS))
 
@@ -108,6 +109,7 @@ DEFAULTS: dict[str, dict] = {
     ),
     "convnet": dict(num_channels=3, image_size=32, width=16, depth=2, num_labels=10),
     "resnet": dict(num_channels=3, image_size=32, width=16, depths=(1, 1, 1), num_labels=10),
+    "two_layer_cnn": dict(dim=32, filters=4, activation="cubic", init_std=0.05, num_labels=2),
 }
 """Default config of each kind; `tiny(kind, **overrides)` merges overrides into these (nested config dicts key by key)."""
 
@@ -205,6 +207,11 @@ def _resnet(overrides: dict):
     return ResNetForImageClassification(ResNetConfig(**config))
 
 
+def _two_layer_cnn(overrides: dict):
+    config = _merge(DEFAULTS["two_layer_cnn"], overrides, _config_keys(TwoLayerCNNConfig), "two_layer_cnn")
+    return TwoLayerCNN(TwoLayerCNNConfig(**config))
+
+
 _BUILDERS = {
     "llama": _llama,
     "llava": _llava,
@@ -213,7 +220,9 @@ _BUILDERS = {
     "img2img": _img2img,
     "convnet": _convnet,
     "resnet": _resnet,
+    "two_layer_cnn": _two_layer_cnn,
 }
+CLASSIFIERS = ("two_layer_cnn", "convnet", "resnet")
 
 
 def check_kind(kind: str) -> None:
@@ -236,3 +245,27 @@ def tiny(kind: str, seed: int = 0, **config_overrides):
     if isinstance(model, torch.nn.Module):
         model.eval()
     return model
+
+
+def classifier_for(kind: str, dataset, seed: int = 0, **config_overrides):
+    """A fresh classifier of ``kind`` (one of :data:`CLASSIFIERS`) sized for ``dataset``'s ClassLabel ``label``
+    and its inputs: the patch dimension of an ``x`` column (two_layer_cnn) or the side and channels of an
+    Image ``image`` column (convnet, resnet). The same ``seed`` gives the same initial weights."""
+    from hfdc.models.images import image_mode
+
+    if kind not in CLASSIFIERS:
+        raise ValueError(f"classifier kind must be one of {CLASSIFIERS}, got {kind!r}")
+    sizes = {"num_labels": dataset.features["label"].num_classes}
+    first = dataset.with_format(None)[0]
+    if kind == "two_layer_cnn":
+        if "x" not in dataset.column_names:
+            raise ValueError(
+                "two_layer_cnn needs feature patches (column 'x'); use dataset='feature_patches' or convnet"
+            )
+        sizes["dim"] = len(first["x"][0])
+    else:
+        if "image" not in dataset.column_names:
+            raise ValueError(f"{kind} needs an Image column 'image'; use two_layer_cnn for feature patches")
+        sizes["image_size"] = first["image"].size[0]
+        sizes["num_channels"] = 1 if image_mode(dataset) == "L" else 3
+    return tiny(kind, seed=seed, **{**sizes, **config_overrides})

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hfdc.data import card_name
 from hfdc.hub import push_dataset, push_model
 from hfdc.tada.config import TadaConfig
 from hfdc.tada.train import TADA_PAPER, train_tada
-from hfdc.useful.config import card_config
-from hfdc.useful.train import dataset_ref
 
 
 def run(config: TadaConfig) -> Path:
@@ -22,8 +21,8 @@ def run(config: TadaConfig) -> Path:
         "method": "tada",
         "paper": TADA_PAPER,
         "arxiv": "2505.21574",
-        "datasets": [dataset_ref(config)],
-        "config": card_config(config),
+        "datasets": [card_name(config.dataset)],
+        "config": config,
     }
     what = f"{len(result.augmented)} {config.augment} rows x{config.images_per_example} SDEdit variants (strength {config.strength}, {config.generator})"
     push_dataset(

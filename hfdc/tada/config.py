@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hfdc.useful.config import DiscoveryConfig
-
-AUGMENTS = ("targeted", "random", "full", "none")
+from hfdc.useful import ROWS, DiscoveryConfig
 
 
 @dataclass
@@ -17,11 +15,15 @@ class TadaConfig(DiscoveryConfig):
         default="digits",
         metadata={"help": "Embedded image data set (digits, shapes) or a Hub image classification data set id."},
     )
-    model: str = field(default="convnet", metadata={"help": "Classifier: convnet or resnet (hfdc.models.tiny)."})
+    model: str = field(
+        default="convnet",
+        metadata={"help": "Image classifier (hfdc.models.classifier_for).", "choices": ("convnet", "resnet")},
+    )
     augment: str = field(
         default="targeted",
         metadata={
-            "help": "Rows to augment: targeted (slow-learnable), random (same count), full (every row, the baseline), none."
+            "help": "Rows to augment: targeted (slow-learnable), random (same count), full (every row, the baseline), none.",
+            "choices": ROWS,
         },
     )
     generator: str = field(
@@ -71,13 +73,9 @@ class TadaConfig(DiscoveryConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.augment not in AUGMENTS:
-            raise ValueError(f"augment must be one of {AUGMENTS}, got {self.augment!r}")
         if not 0.0 < self.strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {self.strength}")
         if self.images_per_example < 1:
             raise ValueError(f"images_per_example must be >= 1, got {self.images_per_example}")
-        if self.dataset == "feature_patches" or self.model == "two_layer_cnn":
-            raise ValueError(
-                "TADA augments images: use dataset='shapes' or 'digits' with model='convnet' (or 'resnet')"
-            )
+        if self.dataset == "feature_patches":
+            raise ValueError("TADA augments images: use dataset='shapes' or 'digits' (or an image data set)")

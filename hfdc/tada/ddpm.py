@@ -18,7 +18,7 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from hfdc.useful.data import image_mode, image_tensor
+from hfdc.models.images import image_mode, pixel_values
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def train_ddpm(
     conditional = unet.config.num_class_embeds is not None
 
     def transform(batch):
-        return {"x": torch.stack([image_tensor(im, mode) for im in batch["image"]]), "y": torch.tensor(batch["label"])}
+        return {"x": pixel_values(batch["image"], mode), "y": torch.tensor(batch["label"])}
 
     loader = DataLoader(
         train.with_transform(transform), batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size

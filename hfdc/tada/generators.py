@@ -17,13 +17,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from hfdc.useful.data import image_tensor
-
-
-def to_pil(tensor: torch.Tensor, mode: str) -> PILImage.Image:
-    """A [channels, h, w] tensor in [-1, 1] as a PIL image of ``mode`` ("L" or "RGB")."""
-    array = ((tensor.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return PILImage.fromarray(array[..., 0] if mode == "L" else array, mode=mode)
+from hfdc.models.images import pixel_values, to_pil
 
 
 def check_strength(strength: float) -> float:
@@ -53,9 +47,7 @@ class UNetGenerator:
         mode = images[0].mode if images[0].mode in ("L", "RGB") else "RGB"
         size = self.unet.config.sample_size
         size = size if isinstance(size, int) else size[0]
-        x0 = torch.stack(
-            [image_tensor(im.resize((size, size)) if im.size != (size, size) else im, mode) for im in images]
-        )
+        x0 = pixel_values(images, mode, size)
         if x0.shape[1] != self.unet.config.in_channels:
             raise ValueError(
                 f"images have {x0.shape[1]} channels but the UNet takes in_channels={self.unet.config.in_channels}"

@@ -10,13 +10,12 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 from transformers import Trainer
 
+from hfdc.data import card_name
 from hfdc.distributed import process_state
 from hfdc.tada.augment import augment, with_synthetic
 from hfdc.tada.config import TadaConfig
 from hfdc.tada.generators import PipelineGenerator, UNetGenerator
-from hfdc.useful.discovery import SlowLearnable
-from hfdc.useful.train import accuracy, build_model, cpu_threads, dataset_ref, discover, load_data, make_trainer
-from hfdc.useful.upsample import random_indices
+from hfdc.useful import SlowLearnable, accuracy, choose_rows, load_splits, make_trainer, new_model
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ def train_or_load_ddpm(config: TadaConfig, train: Dataset):
         "method": "tada",
         "paper": DDPM_PAPER,
         "arxiv": "2006.11239",
-        "datasets": [dataset_ref(config)],
+        "datasets": [card_name(config.dataset)],
         "tags": [
             "diffusers",
             "ddpm",
@@ -63,12 +62,7 @@ def train_or_load_ddpm(config: TadaConfig, train: Dataset):
         ],
         "description": f"Small {'class-conditional ' if config.ddpm_conditional else ''}UNet2DModel DDPM trained on {config.dataset} "
         "as the SDEdit generator of TADA (arXiv 2505.21574).",
-        "config": {
-            "epochs": config.ddpm_epochs,
-            "batch_size": config.ddpm_batch_size,
-            "learning_rate": config.ddpm_learning_rate,
-            "seed": config.seed,
-        },
+        "config": config,
         "figures": {
             "final_train_loss": round(losses[-1], 4) if losses else "resumed",
             "training_seconds": round(time.perf_counter() - start, 1),
@@ -120,18 +114,6 @@ def build_generator(config: TadaConfig, train: Dataset):
     )
 
 
-def rows_to_augment(config: TadaConfig, train: Dataset) -> tuple[SlowLearnable | None, list[int]]:
-    """Slow-learnable rows (targeted), a random set of the same size (random), every row (full) or none."""
-    if config.augment == "full":
-        return None, list(range(len(train)))
-    if config.augment == "none":
-        return None, []
-    slow = discover(config, train)
-    if config.augment == "random":
-        return slow, random_indices(len(train), len(slow.indices), config.seed)
-    return slow, slow.indices
-
-
 @dataclass
 class TadaResult:
     """The retrained trainer, the augmented rows, the synthetic images and test / generation figures."""
@@ -145,43 +127,42 @@ class TadaResult:
 
 
 def train_tada(config: TadaConfig, data: DatasetDict | None = None, generator=None) -> TadaResult:
-    """Run the whole recipe on ``data`` (default: :func:`hfdc.useful.train.load_data`) with ``generator`` (an object
+    """Run the whole recipe on ``data`` (default: :func:`hfdc.useful.load_splits`) with ``generator`` (an object
     with ``generate``; default: :func:`build_generator`)."""
     _ = config.device  # builds the (distributed) process state from the training arguments before anything uses it
-    data = load_data(config) if data is None else data
-    with cpu_threads(config.cpu_threads):
-        train = data["train"]
-        slow, indices = rows_to_augment(config, train)
-        if indices and generator is None:
-            generator = build_generator(config, train)
-        settings = {
-            k: getattr(config, k)
-            for k in (
-                "generator",
-                "strength",
-                "num_inference_steps",
-                "guidance_scale",
-                "prompt_template",
-                "images_per_example",
-            )
-        }
-        start = time.perf_counter()
-        with process_state().main_process_first():  # the main process generates; the others then find every shard done
-            synthetic = augment(
-                train,
-                indices,
-                generator,
-                Path(config.output_dir) / "synthetic" / config.augment,
-                batch_size=config.generation_batch_size,
-                shard_size=config.shard_size,
-                seed=config.seed,
-                settings=settings,
-            )
-        generation_seconds = time.perf_counter() - start
-        augmented = with_synthetic(train, synthetic)
-        trainer = make_trainer(config, build_model(config, train), augmented, config.output_dir)
-        trainer.train()
-        metrics = {f"test_{k}": v for k, v in accuracy(trainer, data["test"]).items()}
+    data = load_splits(config) if data is None else data
+    train = data["train"]
+    slow, indices = choose_rows(config, train, config.augment)
+    if indices and generator is None:
+        generator = build_generator(config, train)
+    settings = {
+        k: getattr(config, k)
+        for k in (
+            "generator",
+            "strength",
+            "num_inference_steps",
+            "guidance_scale",
+            "prompt_template",
+            "images_per_example",
+        )
+    }
+    start = time.perf_counter()
+    with process_state().main_process_first():  # the main process generates; the others then find every shard done
+        synthetic = augment(
+            train,
+            indices,
+            generator,
+            Path(config.output_dir) / "synthetic" / config.augment,
+            batch_size=config.generation_batch_size,
+            shard_size=config.shard_size,
+            seed=config.seed,
+            settings=settings,
+        )
+    generation_seconds = time.perf_counter() - start
+    augmented = with_synthetic(train, synthetic)
+    trainer = make_trainer(config, new_model(config, train), augmented, config.output_dir)
+    trainer.train()
+    metrics = {f"test_{k}": v for k, v in accuracy(trainer, data["test"]).items()}
     metrics.update(
         augmented_examples=len(indices),
         generated_images=len(synthetic),

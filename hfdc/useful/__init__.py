@@ -1,23 +1,33 @@
 """USEFUL (Nguyen et al., NeurIPS 2024, arXiv 2404.17768): find slow-learnable examples early, upsample them, retrain.
 
-Pieces: :func:`find_slow_learnable` / :class:`SlowLearnableCallback` (discovery), :func:`upsample`
-(datasets operation), :class:`TwoLayerCNN` (the paper's analysis model), :func:`train_useful` (the recipe).
+Pieces: :func:`find_slow_learnable` / :class:`SlowLearnableCallback` (discovery), :func:`discover` (train to
+epoch t and partition), :func:`choose_rows` (targeted / random / full / none rows, shared with TADA),
+:func:`upsample` (datasets operation), :func:`train_useful` (the recipe). The paper's analysis model is
+:class:`hfdc.models.TwoLayerCNN`.
 """
 
 from hfdc.useful.callback import SlowLearnableCallback
-from hfdc.useful.config import UsefulConfig
+from hfdc.useful.config import ROWS, DiscoveryConfig, UsefulConfig
+from hfdc.useful.data import load_splits, model_inputs
 from hfdc.useful.discovery import SlowLearnable, find_slow_learnable, training_outputs
-from hfdc.useful.model import TwoLayerCNN, TwoLayerCNNConfig
-from hfdc.useful.train import train_useful
+from hfdc.useful.train import UsefulResult, accuracy, choose_rows, discover, make_trainer, new_model, train_useful
 from hfdc.useful.upsample import random_indices, upsample
 
 __all__ = [
+    "ROWS",
+    "DiscoveryConfig",
     "SlowLearnable",
     "SlowLearnableCallback",
-    "TwoLayerCNN",
-    "TwoLayerCNNConfig",
     "UsefulConfig",
+    "UsefulResult",
+    "accuracy",
+    "choose_rows",
+    "discover",
     "find_slow_learnable",
+    "load_splits",
+    "make_trainer",
+    "model_inputs",
+    "new_model",
     "random_indices",
     "train_useful",
     "training_outputs",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hfdc.data import card_name
 from hfdc.hub import push_model
-from hfdc.useful.config import UsefulConfig, card_config
-from hfdc.useful.train import dataset_ref, train_useful
+from hfdc.useful.config import UsefulConfig
+from hfdc.useful.train import train_useful
 
 PAPER = "Changing the Training Data Distribution to Reduce Simplicity Bias Improves In-distribution Generalization"
 
@@ -28,14 +29,15 @@ def run(config: UsefulConfig) -> Path:
         "method": "useful",
         "paper": PAPER,
         "arxiv": "2404.17768",
-        "datasets": [dataset_ref(config)],
+        "datasets": [card_name(config.dataset)],
         "description": (
-            f"{config.model} retrained after upsampling {len(result.selected)} {config.selection} rows x{config.upsample_factor}"
+            f"{config.model} retrained after upsampling {len(result.selected)} {config.selection} rows "
+            f"x{config.upsample_factor}"
             + (f" (slow-learnable at epoch {result.slow.epoch}, {config.partition})" if result.slow else "")
             + (f", SAM rho={config.sam_rho}" if config.sam_rho else "")
             + "."
         ),
-        "config": card_config(config),
+        "config": config,
         "figures": result.metrics,
     }
     path = push_model(result.trainer.model, repo_id=config.repo_id, output_dir=folder, card=card)

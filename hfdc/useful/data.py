@@ -1,22 +1,12 @@
-"""Model inputs from the embedded data sets: feature patches -> ``x``, images -> ``pixel_values`` in [-1, 1]."""
+"""Model inputs from the data sets: feature patches -> ``x``, images -> ``pixel_values`` in [-1, 1]."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from datasets import Dataset, Image
+from datasets import Dataset, DatasetDict, Image
 
-
-def image_tensor(image, mode: str) -> torch.Tensor:
-    """A PIL image as a [channels, height, width] float tensor in [-1, 1] (``mode`` "RGB" or "L")."""
-    array = np.asarray(image.convert(mode), dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
-
-
-def image_mode(dataset: Dataset, column: str = "image") -> str:
-    """ "L" for grey-scale images, else "RGB" (from the Image feature's mode, or the first image)."""
-    mode = dataset.features[column].mode or dataset.with_format(None)[0][column].mode
-    return "L" if mode == "L" else "RGB"
+import hfdc.data
+from hfdc.models.images import image_mode, pixel_values
 
 
 def model_inputs(dataset: Dataset) -> Dataset:
@@ -29,12 +19,29 @@ def model_inputs(dataset: Dataset) -> Dataset:
         mode = image_mode(dataset)
 
         def transform(batch):
-            return {
-                "pixel_values": torch.stack([image_tensor(im, mode) for im in batch["image"]]),
-                "labels": torch.tensor(batch["label"]),
-            }
+            return {"pixel_values": pixel_values(batch["image"], mode), "labels": torch.tensor(batch["label"])}
 
         return dataset.with_transform(transform)
     raise ValueError(
         f"the data set needs an 'x' (feature patches) or an Image 'image' column; columns are {dataset.column_names}"
     )
+
+
+def load_splits(config) -> DatasetDict:
+    """``hfdc.data.load(config.dataset, **config.dataset_params)`` with ``image_column`` / ``label_column`` renamed
+    to image / label; it must have train and test splits."""
+    data = hfdc.data.load(config.dataset, **config.dataset_params)
+    missing = {"train", "test"} - set(data)
+    if missing:
+        raise ValueError(f"data set {config.dataset!r} has splits {sorted(data)}; it needs {sorted(missing)} too")
+    columns = data["train"].column_names
+    renames = {c: n for c, n in ((config.image_column, "image"), (config.label_column, "label")) if c != n}
+    missing = [c for c in renames if c not in columns]
+    data = data.rename_columns({c: n for c, n in renames.items() if c in columns})
+    columns = data["train"].column_names
+    if missing or "label" not in columns or not {"image", "x"} & set(columns):
+        raise ValueError(
+            f"data set {config.dataset!r} needs a label and an image (or feature-patch 'x') column; its columns are "
+            f"{columns}: set image_column / label_column"
+        )
+    return data
