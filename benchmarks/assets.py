@@ -376,7 +376,7 @@ def describe(summary: dict) -> str:
     else:
         content = " / ".join(f"{split} {rows:,}" for split, rows in summary["rows"].items())
         content += f", {summary['classes']} classes"
-    return (f"{summary['asset']:<22} {content:<52} {summary['size_bytes'] / 2**20:>8.1f} MiB"
+    return (f"{summary['asset']:<22} {content:<58} {summary['size_bytes'] / 2**20:>8.1f} MiB"
             f" {summary['fetch_s']:>6.1f} s fetch {summary['convert_s']:>6.1f} s convert  {summary['status']}")
 
 
