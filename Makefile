@@ -13,8 +13,10 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export HF_HUB_DISABLE_XET := 1
 export TOKENIZERS_PARALLELISM := false
+# Real models and data sets converted by `make assets` (benchmarks/assets.py); never committed.
+export HFDC_ASSETS_DIR ?= $(CURDIR)/.cache/assets
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench assets clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +37,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/render.py
+
+assets: $(STAMP)
+	$(BIN)/python -m benchmarks.assets
 
 clean:
 	rm -rf $(VENV) .cache outputs
