@@ -7,16 +7,14 @@ templates) is reported as mean +- std over seeds (the seed drives selection ties
 and data order). Run: ``python -m benchmarks.clipcov [--seeds 3 --epochs 30]``.
 """
 
-import argparse
 import dataclasses
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from benchmarks.common import machine, peak_rss_mb, write_result
+from benchmarks.common import arguments, machine, peak_rss_mb, prepare, write_result
 
 # (row name, method, uses the pool's true labels as classes instead of the proxy's zero-shot classes)
 METHODS = (
@@ -44,17 +42,15 @@ def templates(count: int = 48, seed: int = 0) -> list[str]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser = arguments(__doc__, seeds=3)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.2])
     parser.add_argument("--epochs", type=float, default=30)
     parser.add_argument("--proxy_epochs", type=float, default=30)
     parser.add_argument("--n_train", type=int, default=2000)
     parser.add_argument("--n_proxy", type=int, default=1000)
     parser.add_argument("--n_test", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    seeds = prepare(args)
 
     from hfdc.clipcov.cli import load_splits, new_clip, proxy_clip
     from hfdc.clipcov.config import ClipCovConfig
@@ -93,7 +89,7 @@ def main():
     runs = []
     for fraction in args.fractions:
         for name, method, use_labels in METHODS:
-            for seed in range(args.seeds):
+            for seed in seeds:
                 begin = time.perf_counter()
                 source = embeddings.add_column("label", pool["label"]) if use_labels else embeddings
                 result = select_dataset(

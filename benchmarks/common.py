@@ -1,5 +1,6 @@
 """Helpers every benchmark uses: machine description, medians, peak memory, the JSON result file."""
 
+import argparse
 import json
 import os
 import platform
@@ -68,3 +69,22 @@ def quiet() -> None:
     datasets.disable_progress_bars()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+def arguments(description: str, seeds: int = 3) -> argparse.ArgumentParser:
+    """The arguments every benchmark takes: ``--seeds N`` (repeats, seeds 0..N-1) and ``--threads`` (torch
+    intra-op threads per process; 1 is fastest for small models on the shared 2 cores). Add your own, then
+    call :func:`prepare` on the parsed result."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, default=seeds, help="repeats with seeds 0..N-1 (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default %(default)s)")
+    return parser
+
+
+def prepare(args: argparse.Namespace) -> list[int]:
+    """Apply ``--threads`` and silence progress output; return the seeds to run."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    quiet()
+    return list(range(args.seeds))

@@ -7,14 +7,11 @@ The generator is a small class-conditional DDPM trained once (seed 0) on the sam
 under outputs/benchmarks/tada/ddpm; seeds vary the classifier's initialisation, data order and the SDEdit noise.
 """
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from benchmarks.common import mean_std, peak_rss_mb, quiet, write_result
+from benchmarks.common import arguments, mean_std, peak_rss_mb, prepare, write_result
 
 DATA = dict(n_train=300, n_validation=100, n_test=600, seed=0)
 TRAIN = dict(
@@ -43,11 +40,7 @@ CACHE = Path("outputs/benchmarks/tada")
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, default=5)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    quiet()
+    seeds = prepare(arguments(__doc__, seeds=5).parse_args())
     import hfdc.data
     from hfdc.tada import TadaConfig, UNetGenerator, train_tada
     from hfdc.tada.train import train_or_load_ddpm
@@ -60,7 +53,7 @@ def main():
         unet, scheduler, strength=TRAIN["strength"], num_inference_steps=TRAIN["num_inference_steps"]
     )
     runs = {arm: [] for arm in ARMS}
-    for seed in range(args.seeds):
+    for seed in seeds:
         for arm in ARMS:
             with tempfile.TemporaryDirectory() as out:
                 config = TadaConfig(output_dir=out, augment=arm, seed=seed, data_seed=seed, **TRAIN)

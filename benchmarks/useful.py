@@ -3,14 +3,12 @@
 python -m benchmarks.useful [--seeds 5]
 """
 
-import argparse
 import tempfile
 import time
 
 import numpy as np
-import torch
 
-from benchmarks.common import mean_std, peak_rss_mb, quiet, write_result
+from benchmarks.common import arguments, mean_std, peak_rss_mb, prepare, write_result
 
 DATA = dict(n_train=400, n_validation=10, n_test=1000, dim=50, noise_std=0.2, missing_easy_fraction=0.3)
 TRAIN = dict(
@@ -58,15 +56,11 @@ def run_arm(arm: dict, seed: int, data) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, default=5)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    quiet()
+    seeds = prepare(arguments(__doc__, seeds=5).parse_args())
     import hfdc.data
 
     runs = {name: [] for name in ARMS}
-    for seed in range(args.seeds):
+    for seed in seeds:
         data = hfdc.data.load("feature_patches", **DATA, seed=seed)
         for name, arm in ARMS.items():
             runs[name].append(run_arm(arm, seed, data))

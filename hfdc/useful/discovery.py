@@ -26,7 +26,7 @@ class SlowLearnable:
     stats: dict = field(default_factory=dict)
 
 
-def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def cross_entropy_per_example(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of every example, [n]."""
     return torch.nn.functional.cross_entropy(logits.float(), labels.long(), reduction="none")
 
@@ -61,7 +61,7 @@ def find_slow_learnable(
         raise ValueError("logits contain NaN or inf: training diverged before discovery; lower the learning rate")
     if not 0.0 < quantile < 1.0:
         raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-    losses = per_example_loss(logits, labels).numpy()
+    losses = cross_entropy_per_example(logits, labels).numpy()
     outputs, labels_np = logits.float().numpy(), labels.numpy()
     selected, stats = [], {}
     for c in np.unique(labels_np):
