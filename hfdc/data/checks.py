@@ -37,6 +37,11 @@ def check_positive(name: str, value, allow_zero: bool = False) -> float:
     return float(value)
 
 
+def split_sizes(n_train, n_validation, n_test, minimum: int = 1) -> dict[str, int]:
+    """Rows per split ({"train": n_train, ...}), each checked to be an integer >= ``minimum``."""
+    return {split: check_count(f"n_{split}", n, minimum) for split, n in zip(SPLITS, (n_train, n_validation, n_test))}
+
+
 def split_rng(seed: int, split: str) -> np.random.Generator:
     """Independent generator per (seed, split): changing one split's size leaves the others unchanged."""
     return np.random.default_rng([check_count("seed", seed, minimum=0), SPLITS.index(split)])

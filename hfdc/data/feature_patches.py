@@ -15,7 +15,14 @@ from __future__ import annotations
 import numpy as np
 from datasets import Array2D, ClassLabel, Dataset, DatasetDict, Features, Value
 
-from hfdc.data.checks import SPLITS, balanced_labels, check_count, check_fraction, check_positive, split_rng
+from hfdc.data.checks import (
+    balanced_labels,
+    check_count,
+    check_fraction,
+    check_positive,
+    split_rng,
+    split_sizes,
+)
 
 
 def feature_vectors(num_classes: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,16 +91,7 @@ def generate(
     seed: int = 0,
 ) -> DatasetDict:
     """Feature-patch data set: columns x (float32 [num_patches, dim]), label, has_easy."""
-    sizes = dict(
-        zip(
-            SPLITS,
-            (
-                check_count("n_train", n_train),
-                check_count("n_validation", n_validation),
-                check_count("n_test", n_test),
-            ),
-        )
-    )
+    sizes = split_sizes(n_train, n_validation, n_test)
     num_patches = check_count("num_patches", num_patches, minimum=2)
     num_classes = check_count("num_classes", num_classes, minimum=2)
     feature_dims = 2 if num_classes == 2 else 2 * num_classes

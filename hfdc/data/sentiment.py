@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from hfdc.data.checks import SPLITS, check_count, split_rng
+from hfdc.data.checks import split_rng, split_sizes
 
 LABELS = ("negative", "positive")
 SOURCE_FRACTIONS = {"reviews": 0.60, "tweets": 0.27, "news": 0.10, "support": 0.03}
@@ -203,14 +203,5 @@ def generate_split(n: int, rng: np.random.Generator) -> Dataset:
 
 def generate(n_train: int = 2000, n_validation: int = 300, n_test: int = 300, seed: int = 0) -> DatasetDict:
     """Sentiment mixture: columns text, label (negative/positive), source (reviews/tweets/news/support)."""
-    sizes = dict(
-        zip(
-            SPLITS,
-            (
-                check_count("n_train", n_train),
-                check_count("n_validation", n_validation),
-                check_count("n_test", n_test),
-            ),
-        )
-    )
+    sizes = split_sizes(n_train, n_validation, n_test)
     return DatasetDict({split: generate_split(n, split_rng(seed, split)) for split, n in sizes.items()})

@@ -13,7 +13,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from hfdc.data.checks import SPLITS, balanced_labels, check_count, check_fraction, split_rng
+from hfdc.data.checks import balanced_labels, check_count, check_fraction, split_rng, split_sizes
 
 SHAPES = ("circle", "square", "triangle", "cross", "diamond", "ring")
 COLORS = {
@@ -130,16 +130,7 @@ def generate(
     seed: int = 0,
 ) -> DatasetDict:
     """Shapes data set: columns image, label, caption, noisy_caption, is_noisy, question, answer."""
-    sizes = dict(
-        zip(
-            SPLITS,
-            (
-                check_count("n_train", n_train, 2),
-                check_count("n_validation", n_validation, 2),
-                check_count("n_test", n_test, 2),
-            ),
-        )
-    )
+    sizes = split_sizes(n_train, n_validation, n_test, 2)
     image_size = check_count("image_size", image_size, minimum=8)
     noise_fraction = check_fraction("noise_fraction", noise_fraction)
     return DatasetDict(
