@@ -66,9 +66,27 @@ def test_gold_answer_layouts_and_labels(tmp_path):
     assert gold_list("Mars", "answer") == ["Mars"]
     with pytest.raises(ValueError, match="without any non-empty gold"):
         gold_list([""], "answers")
-    assert hallucination_labels(
-        ["It is the Eiffel Tower.", "Rome", "Romeo"], [["eiffel tower"], ["Roma", "rome"], ["Rome"]]
-    ) == [0, 0, 1]
+    answers = ["Not Paris, it is Lyon", "The Eiffel-Tower.", "Roma", "Romeo", "It is the Eiffel Tower."]
+    golds = [["Paris"], ["eiffel tower", "la tour eiffel"], ["Rome", "Roma"], ["Rome"], ["Eiffel Tower"]]
+    # default: normalised exact match against every alias
+    assert hallucination_labels(answers, golds) == [1, 1, 0, 1, 1]
+    assert hallucination_labels(["Eiffel Tower!"], [["eiffel tower"]]) == [0]
+    # containment (named option): a gold alias as whole words anywhere in the answer, so "Not Paris" is "Paris"
+    assert hallucination_labels(answers, golds, "containment") == [0, 1, 0, 1, 0]
+    with pytest.raises(ValueError, match="label method 'fuzzy'"):
+        hallucination_labels(answers, golds, "fuzzy")
+    # an LLM judge through a backend: the reply "yes" means correct
+    seen = []
+
+    def judge_reply(messages, seed):
+        seen.append(messages[-1]["content"])
+        return "Yes." if "Proposed answer: Roma" in messages[-1]["content"] else "no"
+
+    judge = backends.get("scripted", responses=judge_reply)
+    assert hallucination_labels(answers[:3], golds[:3], "judge", ["q1", "q2", "q3"], judge) == [1, 1, 0]
+    assert "Question: q3\nReference answer(s): Rome; Roma\nProposed answer: Roma" in seen[2]
+    with pytest.raises(ValueError, match="needs questions and a judge backend"):
+        hallucination_labels(answers, golds, "judge")
     data = datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"question": QUESTIONS, "answers": GOLDS})})
     data.save_to_disk(str(tmp_path / "qa"))
     questions, golds = load_split(str(tmp_path / "qa"), "validation", max_questions=2, seed=0)
@@ -143,8 +161,9 @@ def test_cli_on_the_simulated_benchmark(tmp_path):
 
 
 def test_cli_on_a_labelled_qa_folder_with_openai_compatible_endpoints(openai_server, tmp_path):
+    questions, golds = [*QUESTIONS, "Capital of Spain?"], [*GOLDS, ["Madrid"]]  # 3 right, 2 wrong (containment)
     splits = {
-        name: datasets.Dataset.from_dict({"question": QUESTIONS, "answers": GOLDS}) for name in ("validation", "test")
+        name: datasets.Dataset.from_dict({"question": questions, "answers": golds}) for name in ("validation", "test")
     }
     datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "qa"))
     report = run_command(
@@ -169,14 +188,20 @@ def test_cli_on_a_labelled_qa_folder_with_openai_compatible_endpoints(openai_ser
             "1.0",
             "--budget",
             "0.5",
+            "--label_method",
+            "containment",
+            "--n_folds",
+            "2",
         ],
     )
+    assert report["label_method"] == "containment"
     rows = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
-    assert len(rows) == 8 and all(len(r["samples"]) == 2 and len(r["verifier_samples"]) == 2 for r in rows)
-    # both splits hold the same 4 questions: the test split is answered from the cache, at no cost
-    assert report["usage"]["target"]["calls"] == 4 * 3 and report["usage"]["target"]["cache_hits"] == 4 * 3
-    assert report["usage"]["verifier"]["calls"] == 4 * 2 and report["usage"]["verifier"]["cache_hits"] == 4 * 2
-    assert {r["budget"]: r["verifier_questions"] for r in report["budget_sweep"]} == {0.0: 0, 1.0: 4}
+    assert len(rows) == 10 and all(len(r["samples"]) == 2 and len(r["verifier_samples"]) == 2 for r in rows)
+    assert [r["hallucination"] for r in rows[:5]] == [0, 0, 0, 1, 1]
+    # both splits hold the same 5 questions: the test split is answered from the cache, at no cost
+    assert report["usage"]["target"]["calls"] == 5 * 3 and report["usage"]["target"]["cache_hits"] == 5 * 3
+    assert report["usage"]["verifier"]["calls"] == 5 * 2 and report["usage"]["verifier"]["cache_hits"] == 5 * 2
+    assert {r["budget"]: r["verifier_questions"] for r in report["budget_sweep"]} == {0.0: 0, 1.0: 5}
 
 
 def test_recipes_parse_into_the_config():

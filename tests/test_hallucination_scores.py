@@ -1,4 +1,5 @@
-"""Each consistency score on hand-built answer lists equals its hand computation."""
+"""Each consistency score on hand-built answer lists equals its hand computation: 0/1 string-match blocks and a
+soft, directional, non-block similarity with unequal degrees."""
 
 import math
 
@@ -31,6 +32,8 @@ def test_normalisation_and_string_similarities():
 
 def test_clusters_entropy_and_counts():
     assert scores.cluster_answers(TARGET) == [0, 0, 1, 0]
+    assert scores.cluster_answers(["x", "x", "y", "y"]) == [0, 0, 1, 1]
+    assert scores.cluster_answers(["y", "x", "y", "z", "x"]) == [0, 1, 0, 2, 1]
     assert scores.num_clusters(TARGET) == 2
     assert scores.semantic_entropy(TARGET) == pytest.approx(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
     assert scores.semantic_entropy(["x", "x."]) == 0.0
@@ -65,7 +68,11 @@ def test_feature_vectors_match_the_single_scores():
     feats = self_features(TARGET[0], TARGET[1:])
     assert list(feats) == list(SELF_FEATURES)
     assert feats["semantic_entropy"] == pytest.approx(scores.semantic_entropy(TARGET))
-    assert feats["eccentricity"] == pytest.approx(1.0)
+    # count-like scores over m = 4 answers: 2 clusters / 4, eigenvalue sum 2 / 4, eccentricity 1 / sqrt(4)
+    assert feats["num_clusters_norm"] == pytest.approx(2 / 4)
+    assert feats["eigenvalue_norm"] == pytest.approx(2 / 4)
+    assert feats["eccentricity_norm"] == pytest.approx(1 / 2)
+    assert feats["degree"] == pytest.approx(6 / 16) and feats["answer_similarity"] == pytest.approx(2 / 3)
     cross = cross_features(TARGET[0], TARGET[1:], VERIFIER)
     assert list(cross) == list(CROSS_FEATURES)
     assert cross == pytest.approx(
@@ -125,24 +132,123 @@ def _tiny_nli():
         num_attention_heads=2,
         intermediate_size=32,
         id2label={0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"},
+        initializer_range=1.0,  # spread-out logits: entailment probabilities that differ between pairs
     )
     return BertForSequenceClassification(config).eval(), tokenizer
 
 
-def test_nli_similarity_is_mean_bidirectional_entailment(tmp_path):
+def test_nli_similarity_is_directional_entailment_with_the_question_deduplicated_and_batched(tmp_path):
     import torch
 
     model, tokenizer = _tiny_nli()
-    a, b = ["Paris", "It is Lyon, in France"], ["Paris is the answer", "Lyon", "Rome"]
+    question = "Which city is the capital of France?"
+    a, b = ["Paris", "It is Lyon, in France", "Paris"], ["Paris is the answer", "Lyon", "Paris"]
 
     def p(premise, hypothesis):  # one pair at a time: no padding involved
         with torch.no_grad():
-            return model(**tokenizer(premise, hypothesis, return_tensors="pt")).logits.softmax(-1)[0, 2].item()
+            inputs = tokenizer(f"{question} {premise}", f"{question} {hypothesis}", return_tensors="pt")
+            return model(**inputs).logits.softmax(-1)[0, 2].item()
 
-    expected = np.array([[(p(x, y) + p(y, x)) / 2 for y in b] for x in a])
-    np.testing.assert_allclose(NLISimilarity(model, tokenizer, batch_size=2)(a, b), expected, atol=1e-5)
+    expected = np.array([[1.0 if x == y else p(x, y) for y in b] for x in a])
+    sim = NLISimilarity(model, tokenizer, batch_size=4)
+    sent = []
+    original = sim.entailment_probs
+    sim.entailment_probs = lambda premises, hypotheses: sent.append(len(premises)) or original(premises, hypotheses)
+    w = sim(a, b, question=question)
+    np.testing.assert_allclose(w, expected, atol=1e-5)
+    assert not np.allclose(w[:2, :2], w[:2, :2].T, atol=1e-3)  # directional: W[i, j] != W[j, i]
+    # 9 cells, 2 identical-text pairs -> 7 pairs, 2 of them repeated (the second "Paris") -> 5 model pairs
+    assert sent == [5] and sim.device == torch.device("cpu")
+    without_question = NLISimilarity(model, tokenizer)(a[:1], b[1:2])
+    assert without_question[0, 0] != pytest.approx(expected[0, 1], abs=1e-6)  # the question changes the premise
     model.save_pretrained(tmp_path), tokenizer.save_pretrained(tmp_path)
-    np.testing.assert_allclose(NLISimilarity(str(tmp_path))(a, b), expected, atol=1e-5)
+    np.testing.assert_allclose(NLISimilarity(str(tmp_path))(a, b, question=question), expected, atol=1e-5)
+    # through the features: the question of each row reaches the NLI premises
+    x_self, _ = compute_features(["Paris"], [["Lyon", "Paris"]], similarity=sim, questions=[question])
+    k = (p("Paris", "Lyon") + p("Lyon", "Paris")) / 2
+    assert x_self[0, SELF_FEATURES.index("answer_similarity")] == pytest.approx((k + 1) / 2, abs=1e-5)
     model.config.id2label = {0: "yes", 1: "no"}
     with pytest.raises(ValueError, match="no 'entailment' label"):
         NLISimilarity(model, tokenizer)
+
+
+# A soft, directional similarity over three answers with unequal degrees (not a 0/1 block matrix):
+# W[a, b] = 0.9, W[b, a] = 0.7, W[b, c] = 0.4, W[c, b] = 0.2, W[a, c] = W[c, a] = 0
+SOFT = {("a", "b"): 0.9, ("b", "a"): 0.7, ("b", "c"): 0.4, ("c", "b"): 0.2, ("a", "c"): 0.0, ("c", "a"): 0.0}
+
+
+def soft(a, b, question=None):
+    return np.array([[1.0 if x == y else SOFT[(x, y)] for y in b] for x in a])
+
+
+def test_soft_similarity_graph_scores_by_hand():
+    answers = ["a", "b", "c"]
+    # symmetrised K = [[1, .8, 0], [.8, 1, .3], [0, .3, 1]]; degrees 1.8, 2.1, 1.3
+    k = np.array([[1, 0.8, 0], [0.8, 1, 0.3], [0, 0.3, 1]])
+    np.testing.assert_allclose(scores.similarity_matrix(answers, soft), k)
+    d = np.array([1.8, 2.1, 1.3])
+    lap = np.array(
+        [
+            [1 - 1 / 1.8, -0.8 / math.sqrt(1.8 * 2.1), 0.0],
+            [-0.8 / math.sqrt(1.8 * 2.1), 1 - 1 / 2.1, -0.3 / math.sqrt(2.1 * 1.3)],
+            [0.0, -0.3 / math.sqrt(2.1 * 1.3), 1 - 1 / 1.3],
+        ]
+    )
+    np.testing.assert_allclose(scores.laplacian(k), lap, atol=1e-12)
+    assert scores.degree_score(answers, soft) == pytest.approx(1 - 5.2 / 9)
+    # eigenvalues: 0 (eigenvector sqrt(d)) and the roots of t^2 - trace t + (trace^2 - ||L||_F^2) / 2 = 0
+    trace, frob2 = np.trace(lap), (lap**2).sum()
+    disc = math.sqrt(trace**2 - 2 * (trace**2 - frob2))
+    lam_small, lam_big = (trace - disc) / 2, (trace + disc) / 2
+    assert lam_small == pytest.approx(0.27478, abs=1e-4) and lam_big == pytest.approx(0.92424, abs=1e-4)
+    assert scores.eigenvalue_score(answers, soft) == pytest.approx(1 + (1 - lam_small) + (1 - lam_big))
+    # eccentricity keeps eigenvalues < 0.9: v0 = sqrt(d)/|sqrt(d)| and v1 = the lam_small eigenvector, computed as
+    # the cross product of two rows of (L - lam I); node j sits at (v0_j, v1_j)
+    v0 = np.sqrt(d) / np.linalg.norm(np.sqrt(d))
+    shifted = lap - lam_small * np.eye(3)
+    v1 = np.cross(shifted[0], shifted[2])
+    v1 /= np.linalg.norm(v1)
+    points = np.stack([v0, v1], axis=1)
+    expected = math.sqrt(((points - points.mean(0)) ** 2).sum())
+    assert scores.eccentricity_score(answers, soft) == pytest.approx(expected)
+    assert scores.eccentricity_score(answers, soft, eigenvalue_threshold=0.2) == pytest.approx(
+        math.sqrt(((v0 - v0.mean()) ** 2).sum())
+    )
+
+
+def test_soft_similarity_clusters_kernel_and_cross_by_hand():
+    # a <-> b both ways >= 0.5 (0.9, 0.7); b -> c 0.4, c -> b 0.2: c is alone
+    assert scores.cluster_answers(["a", "b", "c"], soft) == [0, 0, 1]
+    assert scores.semantic_entropy(["a", "b", "c"], soft) == pytest.approx(
+        -(2 / 3 * math.log(2 / 3) + math.log(1 / 3) / 3)
+    )
+    # the symmetric kernel: k(a, b) = (0.9 + 0.7) / 2, k(a, c) = 0, k(b, c) = 0.3
+    assert scores.answer_similarity("a", ["b", "c"], soft) == pytest.approx((0.8 + 0.0) / 2)
+    assert scores.cross_consistency(["a", "b"], ["c"], soft) == pytest.approx((0.0 + 0.3) / 2)
+    assert scores.kernel_mean_inner(["a", "b", "c"], ["a", "b", "c"], soft) == pytest.approx(5.2 / 9)
+
+
+def test_clusters_compare_with_the_first_member_in_both_directions():
+    # a chain: x ~ y both ways, y ~ z both ways, x !~ z -> z is compared with x (the cluster's first member)
+    chain = {("x", "y"): 0.8, ("y", "x"): 0.9, ("y", "z"): 0.6, ("z", "y"): 0.7, ("x", "z"): 0.1, ("z", "x"): 0.2}
+
+    def sim(a, b, question=None):
+        return np.array([[1.0 if p == q else chain[(p, q)] for q in b] for p in a])
+
+    assert scores.cluster_answers(["x", "y", "z"], sim) == [0, 0, 1]
+    assert scores.cluster_answers(["y", "x", "z"], sim) == [0, 0, 0]  # now y, which z entails both ways, leads
+
+
+def test_one_way_entailment_does_not_merge_clusters():
+    # "Paris, Texas" entails "Paris" but not the other way round: two meanings, two clusters, entropy log 2
+    one_way = {("Paris", "Paris, Texas"): 0.1, ("Paris, Texas", "Paris"): 0.95}
+
+    def nli(a, b, question=None):
+        return np.array([[1.0 if x == y else one_way[(x, y)] for y in b] for x in a])
+
+    answers = ["Paris", "Paris, Texas"]
+    assert scores.cluster_answers(answers, nli) == [0, 1]
+    assert scores.num_clusters(answers, nli) == 2
+    assert scores.semantic_entropy(answers, nli) == pytest.approx(math.log(2))
+    # the graph scores still read the mean of both directions: k = (0.1 + 0.95) / 2
+    assert scores.degree_score(answers, nli) == pytest.approx(1 - (2 + 2 * 0.525) / 4)

@@ -31,15 +31,52 @@ def gold_list(value, column: str) -> list[str]:
     return golds
 
 
-def is_correct(answer: str, golds: list[str]) -> bool:
-    """True when a normalised gold answer occurs in the normalised answer as whole words (or equals it)."""
-    text = f" {normalize_answer(answer)} "
-    return any(f" {g} " in text for g in map(normalize_answer, golds) if g)
+LABEL_METHODS = ("exact_match", "containment", "judge")
+JUDGE_PROMPT = (
+    "Question: {question}\nReference answer(s): {golds}\nProposed answer: {answer}\n"
+    "Is the proposed answer correct? Reply with yes or no.\nReply:"
+)
 
 
-def hallucination_labels(answers: list[str], golds: list[list[str]]) -> list[int]:
-    """1 where the answer matches no gold answer (a hallucination), else 0."""
-    return [int(not is_correct(a, g)) for a, g in zip(answers, golds)]
+def is_correct(answer: str, golds: list[str], method: str = "exact_match") -> bool:
+    """Whether ``answer`` is right: "exact_match" (default) = its SQuAD-normalised text equals a normalised gold
+    alias; "containment" = a normalised gold alias occurs in it as whole words (lenient: "Not Paris, it is Lyon"
+    counts as "Paris")."""
+    text = normalize_answer(answer)
+    aliases = [g for g in map(normalize_answer, golds) if g]
+    if method == "exact_match":
+        return text in aliases
+    if method == "containment":
+        return any(f" {g} " in f" {text} " for g in aliases)
+    raise ValueError(f"label method {method!r}: is_correct takes 'exact_match' or 'containment' (judge: judge_labels)")
+
+
+def judge_labels(questions: list[str], answers: list[str], golds: list[list[str]], judge, seed: int = 0) -> list[int]:
+    """Hallucination labels from an LLM judge (an ``hfdc.backends`` backend, greedy): 1 unless its reply starts
+    with "yes" to JUDGE_PROMPT."""
+    prompts = [
+        JUDGE_PROMPT.format(question=q, golds="; ".join(g), answer=a) for q, a, g in zip(questions, answers, golds)
+    ]
+    replies = judge.generate(prompts, n=1, temperature=0.0, max_new_tokens=4, seed=seed)
+    return [int(not normalize_answer(r[0]).startswith("yes")) for r in replies]
+
+
+def hallucination_labels(
+    answers: list[str],
+    golds: list[list[str]],
+    method: str = "exact_match",
+    questions: list[str] | None = None,
+    judge=None,
+) -> list[int]:
+    """1 where the answer is wrong (a hallucination) by ``method`` (one of LABEL_METHODS), else 0; "judge"
+    needs ``questions`` and a ``judge`` backend."""
+    if len(answers) != len(golds):
+        raise ValueError(f"{len(answers)} answers for {len(golds)} gold lists; give one gold list per answer")
+    if method == "judge":
+        if judge is None or questions is None:
+            raise ValueError("label_method='judge' needs questions and a judge backend (set judge to a backend spec)")
+        return judge_labels(questions, answers, golds, judge)
+    return [int(not is_correct(a, g, method)) for a, g in zip(answers, golds)]
 
 
 def load_split(
@@ -47,20 +84,24 @@ def load_split(
     split: str,
     question_column: str = "question",
     answers_column: str = "answers",
-    dataset_config: str | None = None,
+    dataset_params: dict | None = None,
     max_questions: int | None = None,
     seed: int = 0,
 ) -> tuple[list[str], list[list[str]]]:
-    """(questions, gold answer lists) of one split of a Hub data set or a ``save_to_disk`` folder;
-    ``max_questions`` keeps a seeded random subset."""
-    if Path(dataset).exists():
-        data = datasets.load_from_disk(dataset)
-        if isinstance(data, datasets.DatasetDict):
-            if split not in data:
-                raise ValueError(f"split {split!r} not in {dataset} (splits: {list(data)})")
-            data = data[split]
-    else:
-        data = datasets.load_dataset(dataset, dataset_config, split=split)
+    """(questions, gold answer lists) of one split of a data set read by ``hfdc.data.load`` (embedded name such as
+    "factual_qa", ``save_to_disk`` folder or Hub id); ``max_questions`` keeps a seeded random subset."""
+    from hfdc import data as hfdc_data
+
+    params = dict(dataset_params or {})
+    if not hfdc_data.is_embedded(dataset) and not Path(dataset).is_dir():
+        params.setdefault("split", split)
+    data = hfdc_data.load(dataset, **params)
+    if isinstance(data, datasets.DatasetDict):
+        if split not in data:
+            raise ValueError(
+                f"split {split!r} not in {dataset} (splits: {list(data)}); set validation_split/test_split"
+            )
+        data = data[split]
     for column in (question_column, answers_column):
         if column not in data.column_names:
             raise ValueError(

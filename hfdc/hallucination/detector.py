@@ -2,73 +2,50 @@
 
 Stage 1 scores every question with a self-consistency combiner s = P(hallucination | self features).
 Questions with tau_low <= s <= tau_high (the uncertain band) go to the verifier; stage 2 scores them with
-the combiner over self + cross features. tau_low, tau_high are fitted on labelled validation data so that
-exactly round(budget * n) validation questions fall in the band: among all bands of that many consecutive
-validation questions (ordered by s), the one with the best validation AUROC of the two-stage score.
-Ties in s are broken by a seeded uniform key u, i.e. the comparison is on (s, u).
+the combiner over self + cross features. Both combiners are monotone logistic regressions (``combiner``).
+
+The band holds exactly round(budget * n) validation questions. It is placed on data the combiners were not
+fitted on: out-of-fold scores from ``n_folds``-fold cross-fitting give, among all windows of that many
+consecutive questions ordered by s, the one with the best two-stage AUROC (``band``, O(n log n)); the final
+combiners are refitted on all validation questions and tau_low, tau_high sit at the same ranks of their
+self score. Ties in s are broken by a key u in [0, 1) hashed from (seed, question text), so a question is
+routed the same way alone or in any batch; the comparison is on (s, u).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from huggingface_hub import ModelHubMixin, hf_hub_download
 
-from hfdc.hallucination.features import CROSS_FEATURES, SELF_FEATURES
+from hfdc.hallucination.band import best_window
+from hfdc.hallucination.combiner import LogisticCombiner
+from hfdc.hallucination.features import CROSS_FEATURES, FEATURE_DIRECTIONS, SELF_FEATURES
 from hfdc.hallucination.metrics import auroc
 
 DETECTOR_FILE = "detector.json"
-
-
-class LogisticCombiner:
-    """Supervised combiner p = sigmoid(w . (x - mean) / scale + b), fitted by scikit-learn's LogisticRegression."""
-
-    def __init__(self, mean=None, scale=None, coef=None, intercept: float = 0.0):
-        self.mean, self.scale, self.coef = (
-            None if v is None else np.asarray(v, dtype=np.float64) for v in (mean, scale, coef)
-        )
-        self.intercept = float(intercept)
-
-    def fit(self, x: np.ndarray, labels: np.ndarray, seed: int = 0) -> LogisticCombiner:
-        from sklearn.linear_model import LogisticRegression
-
-        self.mean = x.mean(0)
-        std = x.std(0)
-        self.scale = np.where(std > 0, std, 1.0)
-        model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit((x - self.mean) / self.scale, labels)
-        self.coef, self.intercept = model.coef_[0].astype(np.float64), float(model.intercept_[0])
-        return self
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """P(hallucination) per row of x."""
-        if self.coef is None:
-            raise RuntimeError("LogisticCombiner is not fitted; call fit(x, labels) first")
-        if x.ndim != 2 or x.shape[1] != len(self.coef):
-            raise ValueError(f"features must have shape [n, {len(self.coef)}], got {x.shape}")
-        return 1.0 / (1.0 + np.exp(-(((x - self.mean) / self.scale) @ self.coef + self.intercept)))
-
-    def to_dict(self) -> dict:
-        return {
-            "mean": self.mean.tolist(),
-            "scale": self.scale.tolist(),
-            "coef": self.coef.tolist(),
-            "intercept": self.intercept,
-        }
+SELF_DIRECTIONS = [FEATURE_DIRECTIONS[name] for name in SELF_FEATURES]
+ALL_DIRECTIONS = SELF_DIRECTIONS + [FEATURE_DIRECTIONS[name] for name in CROSS_FEATURES]
 
 
 @dataclass
 class Detection:
-    """Output of TwoStageDetector.predict: final scores, stage-1 scores, which questions called the verifier."""
+    """Output of TwoStageDetector.predict: final scores, stage-1 scores, which questions called the verifier, and
+    which questions have a feature outside the range the detector was fitted on (read their scores with care)."""
 
     scores: np.ndarray
     self_scores: np.ndarray
     called_verifier: np.ndarray
+    out_of_range: np.ndarray
 
     @property
     def verifier_calls(self) -> int:
+        """Questions sent to the verifier."""
         return int(self.called_verifier.sum())
 
 
@@ -82,19 +59,44 @@ def _lex_less(s, u, bound) -> np.ndarray:
     return (s < bound[0]) | ((s == bound[0]) & (u < bound[1]))
 
 
+def question_keys(questions: Sequence[str] | None, x_self: np.ndarray, seed: int) -> np.ndarray:
+    """Tie-break key per question in [0, 1): sha256 of (seed, question text), or of the self-feature row when no
+    text is given. It depends on the question alone, never on its position in a batch."""
+    if questions is not None and len(questions) != len(x_self):
+        raise ValueError(f"questions has {len(questions)} entries for {len(x_self)} feature rows")
+    items = [q.encode() for q in questions] if questions is not None else [row.tobytes() for row in x_self]
+    digests = (hashlib.sha256(str(seed).encode() + b"\0" + item).digest() for item in items)
+    return np.array([int.from_bytes(d[:8], "big") / 2**64 for d in digests], dtype=np.float64)
+
+
+def stratified_folds(labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold id per question: each class dealt round-robin over the folds in a seeded random order."""
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(labels), dtype=int)
+    for value in (0, 1):
+        members = rng.permutation(np.flatnonzero(labels == value))
+        folds[members] = np.arange(len(members)) % n_folds
+    return folds
+
+
 class TwoStageDetector(ModelHubMixin, library_name="hfdc", tags=["hallucination-detection", "hfdc"]):
     """Self-consistency first, the verifier only for the uncertain band; ``fit`` on validation data for a ``budget``.
 
-    ``budget`` is the fraction of questions allowed to call the verifier; ``seed`` draws the tie-break keys.
+    ``budget`` is the fraction of questions allowed to call the verifier; ``n_folds`` the cross-fitting folds of
+    the band; ``seed`` the folds and the tie-break keys.
     """
 
-    def __init__(self, budget: float = 0.5, seed: int = 0):
+    def __init__(self, budget: float = 0.5, seed: int = 0, n_folds: int = 5):
         self.budget = _check_budget(budget)
+        if n_folds < 2:
+            raise ValueError(f"n_folds={n_folds}: cross-fitting needs at least 2 folds")
         self.seed = seed
+        self.n_folds = n_folds
         self.self_combiner = LogisticCombiner()
         self.cross_combiner = LogisticCombiner()
         self.low: tuple[float, float] | None = None
         self.high: tuple[float, float] | None = None
+        self.feature_range: tuple[list[float], list[float]] | None = None
         self.validation: dict = {}
 
     @property
@@ -102,67 +104,85 @@ class TwoStageDetector(ModelHubMixin, library_name="hfdc", tags=["hallucination-
         """(tau_low, tau_high) on the self score; None when the budget sends no question to the verifier."""
         return None if self.low is None else (self.low[0], self.high[0])
 
-    def tie_break(self, n: int) -> np.ndarray:
-        """Seeded uniform keys that order questions with equal self scores."""
-        return np.random.default_rng(self.seed).random(n)
-
-    def fit(self, x_self: np.ndarray, x_cross: np.ndarray, labels, budget: float | None = None) -> TwoStageDetector:
-        """Fit both combiners and the band (tau_low, tau_high) holding round(budget * n) validation questions."""
+    def fit(
+        self, x_self: np.ndarray, x_cross: np.ndarray, labels, questions: Sequence[str] | None = None
+    ) -> TwoStageDetector:
+        """Fit both combiners and the band (tau_low, tau_high) holding round(budget * n) validation questions,
+        placed on out-of-fold scores."""
         x_self, x_cross, labels = self._check_fit(x_self, x_cross, labels)
-        self.budget = self.budget if budget is None else _check_budget(budget)
-        self.self_combiner.fit(x_self, labels, self.seed)
-        self.cross_combiner.fit(np.hstack([x_self, x_cross]), labels, self.seed)
-        s = self.self_combiner.predict_proba(x_self)
-        c = self.cross_combiner.predict_proba(np.hstack([x_self, x_cross]))
-        self.fit_band(s, c, labels)
+        x_all = np.hstack([x_self, x_cross])
+        minority = int(min(labels.sum(), len(labels) - labels.sum()))
+        n_folds = min(self.n_folds, minority)
+        if n_folds < 2:
+            raise ValueError(
+                f"labels hold only {minority} example(s) of one class; cross-fitting the band needs at least 2 "
+                "correct and 2 hallucinated answers: use more validation questions"
+            )
+        folds = stratified_folds(labels, n_folds, self.seed)
+        s_out, c_out = np.empty(len(labels)), np.empty(len(labels))
+        for fold in range(n_folds):
+            train, held = folds != fold, folds == fold
+            s_out[held] = (
+                LogisticCombiner().fit(x_self[train], labels[train], SELF_DIRECTIONS).predict_proba(x_self[held])
+            )
+            c_out[held] = (
+                LogisticCombiner().fit(x_all[train], labels[train], ALL_DIRECTIONS).predict_proba(x_all[held])
+            )
+        self.self_combiner.fit(x_self, labels, SELF_DIRECTIONS)
+        self.cross_combiner.fit(x_all, labels, ALL_DIRECTIONS)
+        self.feature_range = (x_all.min(0).tolist(), x_all.max(0).tolist())
+        self._fit_band(s_out, c_out, labels, question_keys(questions, x_self, self.seed), x_self)
+        self.validation["n_folds"] = n_folds
         return self
 
-    def fit_band(self, s: np.ndarray, c: np.ndarray, labels: np.ndarray) -> None:
-        """Choose the band of round(budget * n) consecutive questions (ordered by (s, u)) that maximises the
-        validation AUROC of the two-stage score (c inside the band, s outside)."""
-        n = len(s)
-        u = self.tie_break(n)
-        order = np.lexsort((u, s))
+    def _fit_band(self, s_out, c_out, labels, keys, x_self) -> None:
+        """Window of k = round(budget * n) questions with the best out-of-fold two-stage AUROC; the thresholds sit
+        at the window's ranks in the order of the final self score."""
+        n = len(labels)
         k = int(round(self.budget * n))
-        best_start, best_auc = 0, -1.0
+        start, band_auroc = 0, None
         if 0 < k < n:
-            for start in range(n - k + 1):
-                mixed = s.copy()
-                window = order[start : start + k]
-                mixed[window] = c[window]
-                value = auroc(mixed, labels)
-                if value > best_auc + 1e-12:
-                    best_start, best_auc = start, value
+            start, band_auroc = best_window(s_out, c_out, labels, np.lexsort((keys, s_out)), k)
         self.low = self.high = None
         if k > 0:
-            first, last = order[best_start], order[best_start + k - 1]
-            self.low = (-np.inf, 0.0) if best_start == 0 else (float(s[first]), float(u[first]))
-            self.high = (np.inf, 1.0) if best_start + k == n else (float(s[last]), float(u[last]))
-        called = self.route(s)
-        mixed = np.where(called, c, s)
+            s = self.self_combiner.predict_proba(x_self)
+            order = np.lexsort((keys, s))
+            first, last = order[start], order[start + k - 1]
+            self.low = (-np.inf, 0.0) if start == 0 else (float(s[first]), float(keys[first]))
+            self.high = (np.inf, 1.0) if start + k == n else (float(s[last]), float(keys[last]))
+        in_band = np.zeros(n, dtype=bool)
+        in_band[np.lexsort((keys, s_out))[start : start + k]] = True
         self.validation = {
             "n": n,
-            "verifier_fraction": float(called.mean()),
-            "auroc_self": auroc(s, labels),
-            "auroc_cross": auroc(c, labels),
-            "auroc_two_stage": auroc(mixed, labels),
+            "verifier_fraction": k / n,
+            "auroc_self_out_of_fold": auroc(s_out, labels),
+            "auroc_cross_out_of_fold": auroc(c_out, labels),
+            "auroc_two_stage_out_of_fold": band_auroc
+            if band_auroc is not None
+            else auroc(np.where(in_band, c_out, s_out), labels),
         }
 
-    def route(self, self_scores: np.ndarray) -> np.ndarray:
-        """Boolean mask: which questions fall in the band and call the verifier."""
+    def route(self, self_scores: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Boolean mask: which questions fall in the band (on (s, key)) and call the verifier."""
         s = np.asarray(self_scores, dtype=np.float64)
         if self.low is None:
             return np.zeros(len(s), dtype=bool)
-        u = self.tie_break(len(s))
-        return ~_lex_less(s, u, self.low) & ~_lex_less(self.high[0], self.high[1], (s, u))
+        return ~_lex_less(s, keys, self.low) & ~_lex_less(self.high[0], self.high[1], (s, keys))
 
-    def predict(self, x_self: np.ndarray, x_cross=None) -> Detection:
+    def outside_fitted_range(self, x: np.ndarray, columns: slice) -> np.ndarray:
+        """True per row with a feature outside [min, max] of the validation data the detector was fitted on."""
+        low, high = (np.asarray(v)[columns] for v in self.feature_range)
+        return ((x < low - 1e-9) | (x > high + 1e-9)).any(1)
+
+    def predict(self, x_self: np.ndarray, x_cross=None, questions: Sequence[str] | None = None) -> Detection:
         """Two-stage scores. ``x_cross``: cross features for all questions, or a callable(indices) -> their
         cross features, called only for the questions routed to the verifier (so only those cost verifier calls).
+        ``questions`` (texts) give the tie-break keys; without them the keys hash the self-feature rows.
         """
         x_self = self._check_features(x_self, SELF_FEATURES, "x_self")
         s = self.self_combiner.predict_proba(x_self)
-        called = self.route(s)
+        called = self.route(s, question_keys(questions, x_self, self.seed))
+        out_of_range = self.outside_fitted_range(x_self, slice(0, len(SELF_FEATURES)))
         scores = s.copy()
         indices = np.flatnonzero(called)
         if len(indices):
@@ -175,7 +195,8 @@ class TwoStageDetector(ModelHubMixin, library_name="hfdc", tags=["hallucination-
             if len(rows) != len(indices):
                 raise ValueError(f"x_cross returned {len(rows)} rows for {len(indices)} routed questions")
             scores[indices] = self.cross_combiner.predict_proba(np.hstack([x_self[indices], rows]))
-        return Detection(scores=scores, self_scores=s, called_verifier=called)
+            out_of_range[indices] |= self.outside_fitted_range(rows, slice(len(SELF_FEATURES), None))
+        return Detection(scores=scores, self_scores=s, called_verifier=called, out_of_range=out_of_range)
 
     @staticmethod
     def _check_features(x, names, field: str) -> np.ndarray:
@@ -207,12 +228,14 @@ class TwoStageDetector(ModelHubMixin, library_name="hfdc", tags=["hallucination-
         return {
             "budget": self.budget,
             "seed": self.seed,
+            "n_folds": self.n_folds,
             "self_features": list(SELF_FEATURES),
             "cross_features": list(CROSS_FEATURES),
             "self_combiner": self.self_combiner.to_dict(),
             "cross_combiner": self.cross_combiner.to_dict(),
             "low": None if self.low is None else list(self.low),
             "high": None if self.high is None else list(self.high),
+            "feature_range": self.feature_range,
             "validation": self.validation,
         }
 
@@ -220,11 +243,12 @@ class TwoStageDetector(ModelHubMixin, library_name="hfdc", tags=["hallucination-
     def from_dict(cls, state: dict) -> TwoStageDetector:
         if state["self_features"] != list(SELF_FEATURES) or state["cross_features"] != list(CROSS_FEATURES):
             raise ValueError("saved detector was fitted on other feature columns than this hfdc version computes")
-        detector = cls(budget=state["budget"], seed=state["seed"])
+        detector = cls(budget=state["budget"], seed=state["seed"], n_folds=state["n_folds"])
         detector.self_combiner = LogisticCombiner(**state["self_combiner"])
         detector.cross_combiner = LogisticCombiner(**state["cross_combiner"])
         detector.low = None if state["low"] is None else tuple(state["low"])
         detector.high = None if state["high"] is None else tuple(state["high"])
+        detector.feature_range = tuple(state["feature_range"])
         detector.validation = state["validation"]
         return detector
 

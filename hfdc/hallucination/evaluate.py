@@ -9,48 +9,56 @@ import numpy as np
 
 from hfdc.hallucination.data import hallucination_labels
 from hfdc.hallucination.detector import TwoStageDetector
-from hfdc.hallucination.features import CROSS_FEATURES, SELF_FEATURES, compute_features
+from hfdc.hallucination.features import CROSS_FEATURES, FEATURE_DIRECTIONS, SELF_FEATURES, compute_features
 from hfdc.hallucination.metrics import aurac, auroc
 from hfdc.hallucination.sampling import Answers
 from hfdc.hallucination.similarity import Similarity
 
-# single scores oriented so that higher = more likely hallucination (+1 keeps, -1 flips the feature)
-SINGLE_SCORES = {
-    "semantic_entropy": +1,
-    "num_clusters": +1,
-    "degree": +1,
-    "eccentricity": +1,
-    "eigenvalue": +1,
-    "answer_similarity": -1,
-    "cross_consistency": -1,
-    "answer_cross_similarity": -1,
-}
+# the unsupervised scores, each a feature read so that higher = more likely hallucination
+SINGLE_SCORES = tuple(name for name in (*SELF_FEATURES, *CROSS_FEATURES) if FEATURE_DIRECTIONS[name] != 0)
 
 
 @dataclass
 class LabelledFeatures:
-    """Self features [n, 6], cross features [n, 3] and hallucination labels [n] of one split."""
+    """Self features [n, 6], cross features [n, 3], hallucination labels [n] and question texts of one split."""
 
     x_self: np.ndarray
     x_cross: np.ndarray
     labels: np.ndarray
+    questions: list[str]
 
     def column(self, name: str) -> np.ndarray:
         if name in SELF_FEATURES:
             return self.x_self[:, SELF_FEATURES.index(name)]
         return self.x_cross[:, CROSS_FEATURES.index(name)]
 
+    def oriented(self, name: str) -> np.ndarray:
+        """Score ``name`` with higher = more likely hallucination (consistency features are negated)."""
+        return FEATURE_DIRECTIONS[name] * self.column(name)
 
-def featurize(answers: list[Answers], golds: list[list[str]], similarity: Similarity) -> LabelledFeatures:
-    """Features of every question and labels (1 = the target's answer matches no gold answer)."""
+
+def featurize(
+    questions: list[str],
+    answers: list[Answers],
+    golds: list[list[str]],
+    similarity: Similarity,
+    label_method: str = "exact_match",
+    judge=None,
+) -> LabelledFeatures:
+    """Features of every question and labels (1 = the target's answer is wrong by ``label_method``)."""
     x_self, x_cross = compute_features(
-        [a.answer for a in answers], [a.samples for a in answers], [a.verifier_samples for a in answers], similarity
+        [a.answer for a in answers],
+        [a.samples for a in answers],
+        [a.verifier_samples for a in answers],
+        similarity,
+        questions,
     )
-    labels = np.array(hallucination_labels([a.answer for a in answers], golds))
-    return LabelledFeatures(x_self, x_cross, labels)
+    labels = np.array(hallucination_labels([a.answer for a in answers], golds, label_method, questions, judge))
+    return LabelledFeatures(x_self, x_cross, labels, list(questions))
 
 
-def _check_both_classes(split: LabelledFeatures, name: str) -> None:
+def check_both_classes(split: LabelledFeatures, name: str) -> None:
+    """ValueError unless the split holds both correct and hallucinated answers."""
     if len(set(split.labels.tolist())) < 2:
         raise ValueError(
             f"the {name} split has only {'correct' if split.labels.sum() == 0 else 'hallucinated'} answers; "
@@ -59,16 +67,16 @@ def _check_both_classes(split: LabelledFeatures, name: str) -> None:
 
 
 def single_score_rows(test: LabelledFeatures) -> list[dict]:
-    """AUROC and AURAC on the test split of each unsupervised score."""
-    _check_both_classes(test, "test")
+    """AUROC and AURAC on the test split of each unsupervised score, oriented higher = more likely hallucination."""
+    check_both_classes(test, "test")
     rows = []
-    for name, sign in SINGLE_SCORES.items():
-        score = sign * test.column(name)
-        paradigm = "cross" if name in CROSS_FEATURES else "self"
+    for name in SINGLE_SCORES:
+        score = test.oriented(name)
         rows.append(
             {
                 "method": name,
-                "paradigm": paradigm,
+                "paradigm": "cross" if name in CROSS_FEATURES else "self",
+                "direction": "higher = hallucination" if FEATURE_DIRECTIONS[name] > 0 else "lower = hallucination",
                 "auroc": auroc(score, test.labels),
                 "aurac": aurac(score, test.labels),
             }
@@ -77,16 +85,21 @@ def single_score_rows(test: LabelledFeatures) -> list[dict]:
 
 
 def budget_sweep(
-    validation: LabelledFeatures, test: LabelledFeatures, budgets, n_verifier_samples: int, seed: int = 0
+    validation: LabelledFeatures,
+    test: LabelledFeatures,
+    budgets,
+    n_verifier_samples: int,
+    seed: int = 0,
+    n_folds: int = 5,
 ) -> list[dict]:
     """Two-stage detector fitted on validation for each budget, scored on test (budget 0 = self combiner,
     budget 1 = full cross-consistency combiner)."""
-    _check_both_classes(validation, "validation"), _check_both_classes(test, "test")
+    check_both_classes(validation, "validation"), check_both_classes(test, "test")
     rows = []
     for budget in budgets:
-        detector = TwoStageDetector(budget=budget, seed=seed)
-        detector.fit(validation.x_self, validation.x_cross, validation.labels)
-        detection = detector.predict(test.x_self, test.x_cross)
+        detector = TwoStageDetector(budget=budget, seed=seed, n_folds=n_folds)
+        detector.fit(validation.x_self, validation.x_cross, validation.labels, validation.questions)
+        detection = detector.predict(test.x_self, test.x_cross, test.questions)
         tau = detector.thresholds
         rows.append(
             {
@@ -98,6 +111,7 @@ def budget_sweep(
                 "verifier_fraction": float(detection.called_verifier.mean()),
                 "verifier_questions": detection.verifier_calls,
                 "verifier_samples": detection.verifier_calls * n_verifier_samples,
+                "out_of_range_fraction": float(detection.out_of_range.mean()),
                 "validation_verifier_fraction": detector.validation["verifier_fraction"],
                 "tau_low": None if tau is None else tau[0],
                 "tau_high": None if tau is None else tau[1],

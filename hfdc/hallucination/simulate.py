@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from hfdc.backends.base import Backend, Job, Sample, message_text, run_sequentially
+from hfdc.config import check_choices
 
 CITIES = (
     "Paris Lyon Berlin Munich Madrid Lisbon Rome Milan Vienna Prague Warsaw Oslo Bergen Dublin Cork Athens "
@@ -35,20 +36,41 @@ VERIFIER_MODES = ("model", "copy", "unrelated")
 class SimulationParams:
     """Parameters of the simulated benchmark (see the module docstring for the generative model)."""
 
-    n_distractors: int = 5
-    propensity_alpha: float = 1.0
-    propensity_beta: float = 0.7
-    target_concentration: float = 1.0
-    verifier_alpha: float = 2.0
-    verifier_beta: float = 1.0
-    verifier_correlation: float = 0.5
-    verifier_shared_errors: float = 0.5
-    verifier_concentration: float = 1.0
-    verifier_mode: str = "model"
+    n_distractors: int = field(default=5, metadata={"help": "simulated: wrong candidate answers per question (K)."})
+    propensity_alpha: float = field(
+        default=1.0, metadata={"help": "simulated: target correct mass p_q ~ Beta(alpha, beta)."}
+    )
+    propensity_beta: float = field(default=0.7, metadata={"help": "simulated: see propensity_alpha."})
+    target_concentration: float = field(
+        default=1.0,
+        metadata={
+            "help": "simulated: Dirichlet concentration of the target's wrong mass (small = consistent hallucinations)."
+        },
+    )
+    verifier_alpha: float = field(
+        default=2.0, metadata={"help": "simulated: verifier's own correct mass r'_q ~ Beta(alpha, beta)."}
+    )
+    verifier_beta: float = field(default=1.0, metadata={"help": "simulated: see verifier_alpha."})
+    verifier_correlation: float = field(
+        default=0.5, metadata={"help": "simulated: r_q = rho * p_q + (1 - rho) * r'_q."}
+    )
+    verifier_shared_errors: float = field(
+        default=0.5,
+        metadata={"help": "simulated: probability that the verifier's wrong answers follow the target's."},
+    )
+    verifier_concentration: float = field(
+        default=1.0, metadata={"help": "simulated: Dirichlet concentration of the verifier's own wrong mass."}
+    )
+    verifier_mode: str = field(
+        default="model",
+        metadata={
+            "help": "simulated: 'model', 'copy' (verifier = target) or 'unrelated' (never matches).",
+            "choices": VERIFIER_MODES,
+        },
+    )
 
     def __post_init__(self):
-        if self.verifier_mode not in VERIFIER_MODES:
-            raise ValueError(f"verifier_mode={self.verifier_mode!r} must be one of {VERIFIER_MODES}")
+        check_choices(self)
         if not 1 <= self.n_distractors < len(CITIES):
             raise ValueError(f"n_distractors={self.n_distractors} must be in [1, {len(CITIES) - 1}]")
         for name in ("verifier_correlation", "verifier_shared_errors"):
