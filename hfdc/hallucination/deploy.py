@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hfdc.backends import Usage
 from hfdc.hallucination.detector import Detection, TwoStageDetector
 from hfdc.hallucination.features import compute_features
 from hfdc.hallucination.sampling import Answers, sample_target, sample_verifier
@@ -17,13 +18,9 @@ from hfdc.hallucination.similarity import Similarity, normalized_match
 
 
 @dataclass
-class Cost:
-    """What one model cost during a deployment: backend calls (cache hits apart), tokens and wall seconds."""
+class Cost(Usage):
+    """What one model cost during a deployment: backend calls (cache hits apart), tokens, and wall seconds."""
 
-    calls: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
     seconds: float = 0.0
 
 
@@ -46,8 +43,8 @@ def _measure(backend, cost: Cost, fn):
         return fn()
     finally:
         cost.seconds += time.perf_counter() - start
-        for name in ("calls", "cache_hits", "prompt_tokens", "completion_tokens"):
-            setattr(cost, name, getattr(cost, name) + getattr(backend.usage, name) - getattr(before, name))
+        for f in dataclasses.fields(Usage):
+            setattr(cost, f.name, getattr(cost, f.name) + getattr(backend.usage, f.name) - getattr(before, f.name))
 
 
 def deploy(
