@@ -8,8 +8,19 @@ import pytest
 
 from hfdc import backends
 from hfdc.cli import run_command
-from hfdc.hallucination import SamplingError, TwoStageDetector, sample_target, sample_verifier
+from hfdc.hallucination import (
+    SamplingError,
+    TwoStageDetector,
+    compute_features,
+    deploy,
+    sample_answers,
+    sample_target,
+    sample_verifier,
+)
 from hfdc.hallucination.data import gold_list, hallucination_labels, load_split
+from hfdc.hallucination.evaluate import SINGLE_SCORES, featurize
+from hfdc.hallucination.sampling import DEFAULT_PROMPT
+from hfdc.hallucination.similarity import normalized_match
 from hfdc.hallucination.simulate import SimulatedBackend, SimulatedWorld, SimulationParams
 from tests.openai_server import expected_answer
 
@@ -154,6 +165,12 @@ def test_cli_on_the_simulated_benchmark(tmp_path):
     assert sweep[1.0]["auroc"] > sweep[0.0]["auroc"]  # the default (peer) verifier is informative
     assert saved["usage"]["verifier"]["calls"] == 350 * 5 and saved["usage"]["target"]["calls"] == 350 * 6
     assert (out / "budget_auroc.png").stat().st_size > 10_000
+    # every single score is stored oriented (higher = hallucination): on this informative data each beats chance,
+    # so a score read the wrong way round would show up as AUROC < 0.5
+    assert [r["method"] for r in saved["single_scores"]] == list(SINGLE_SCORES)
+    for row in saved["single_scores"]:
+        assert row["auroc"] > 0.6, row
+    assert saved["label_method"] == "exact_match"
     detector = TwoStageDetector.from_pretrained(str(out / "detector"))
     assert detector.budget == 0.5 and report["detector"] == str(out / "detector")
     with pytest.raises(ValueError, match="simulated backends answer only the simulated benchmark"):
@@ -212,3 +229,104 @@ def test_recipes_parse_into_the_config():
     assert real.target.startswith("openai:") and real.answers_column == "answer" and real.similarity == "nli"
     demo = parse_config(HallucinationConfig, ["--config", "recipes/hallucination/demo.yaml", "--budget", "0.3"])
     assert demo.dataset == "simulated" and demo.budget == 0.3 and demo.budgets[-1] == 1.0
+
+
+def test_every_single_score_is_higher_for_disagreement_than_for_agreement():
+    questions = ["agree?", "disagree?"]
+    answers = sample_answers(
+        backends.get("scripted", responses=[["Rome"], ["Rome", "Oslo", "Lima", "Kyiv"]]),
+        questions,
+        n_samples=4,
+        verifier=backends.get("scripted", responses=[["Rome"], ["Bern", "Baku", "Rome", "Doha"]]),
+        n_verifier_samples=4,
+    )
+    split = featurize(questions, answers, [["Rome"], ["Rome"]], normalized_match)
+    for name in SINGLE_SCORES:
+        agree, disagree = split.oriented(name)
+        assert disagree > agree, name
+
+
+def test_the_config_reuses_simulation_params_and_the_parser_sees_its_fields():
+    from transformers import HfArgumentParser
+
+    from hfdc.cli import parse_config
+    from hfdc.hallucination.config import HallucinationConfig
+
+    assert issubclass(HallucinationConfig, SimulationParams)
+    config = parse_config(HallucinationConfig, ["--verifier_mode", "copy", "--propensity_beta", "2.5"])
+    assert config.verifier_mode == "copy" and config.propensity_beta == 2.5
+    world = SimulatedWorld(20, config, seed=0)  # the config is the world's parameters
+    np.testing.assert_array_equal(world.verifier_probs, world.target_probs)
+    help_text = HfArgumentParser(HallucinationConfig).format_help()
+    assert "--verifier_concentration" in help_text and "{model,copy,unrelated}" in help_text
+    with pytest.raises(SystemExit):
+        parse_config(HallucinationConfig, ["--verifier_mode", "oracle"])
+    with pytest.raises(ValueError, match="label_method=judge needs judge"):
+        HallucinationConfig(label_method="judge")
+
+
+def test_few_shot_prompts_are_chat_turns_and_answers_keep_their_first_line():
+    from hfdc.hallucination.sampling import FEW_SHOT, format_prompts
+
+    prompts = format_prompts(["Capital of Peru?"], "Q: {question}\nA:", FEW_SHOT[:2])
+    assert [m["role"] for m in prompts[0]] == ["user", "assistant", "user", "assistant", "user"]
+    assert prompts[0][1]["content"] == FEW_SHOT[0][1] and prompts[0][-1]["content"] == "Q: Capital of Peru?\nA:"
+    backend = backends.get("scripted", responses=["\n  Lima\nQuestion: next one"])
+    assert sample_target(backend, ["Capital of Peru?"], n_samples=1)[0].answer == "Lima"
+
+
+def _fit_on_simulated(world, ids, budget=0.4, n_verifier=3):
+    questions = [world.question(i) for i in ids]
+    target, verifier = SimulatedBackend(world, "target"), SimulatedBackend(world, "verifier")
+    answers = sample_answers(target, questions, 5, verifier, n_verifier)
+    split = featurize(questions, answers, [world.gold_answers(i) for i in ids], normalized_match)
+    return TwoStageDetector(budget=budget, n_folds=3).fit(split.x_self, split.x_cross, split.labels, questions)
+
+
+def test_deploy_samples_the_verifier_only_for_routed_questions_and_counts_its_cost():
+    world = SimulatedWorld(260, seed=3)
+    detector = _fit_on_simulated(world, range(200))
+    questions = [world.question(i) for i in range(200, 260)]
+    verifier = SimulatedBackend(world, "verifier")
+    asked = []
+    original = verifier._generate_one
+    verifier._generate_one = lambda job, temperature: (
+        asked.append(job.messages[-1]["content"]) or original(job, temperature)
+    )
+    out = deploy(detector, SimulatedBackend(world, "target"), verifier, questions, 5, 3)
+    routed = np.flatnonzero(out.detection.called_verifier)
+    assert 0 < len(routed) < len(questions)
+    # verifier calls == routed questions x M, and only routed questions reached the verifier
+    assert out.verifier_cost.calls == verifier.usage.calls == 3 * len(routed)
+    assert set(asked) == {f"{DEFAULT_PROMPT.format(question=questions[i])}" for i in routed}
+    assert out.verifier_cost.seconds > 0 and out.target_cost.calls == 60 * 6
+    assert [bool(a.verifier_samples) for a in out.answers] == out.detection.called_verifier.tolist()
+    # the routed scores are the cross combiner on the features of the samples drawn
+    i = routed[0]
+    x_self, x_cross = compute_features(
+        [out.answers[i].answer], [out.answers[i].samples], [out.answers[i].verifier_samples]
+    )
+    assert out.detection.scores[i] == pytest.approx(
+        detector.cross_combiner.predict_proba(np.hstack([x_self, x_cross]))[0]
+    )
+    # budget 0: the verifier is never needed, not even given
+    nothing = deploy(
+        _fit_on_simulated(world, range(200), budget=0.0), SimulatedBackend(world, "target"), None, questions, 5, 3
+    )
+    assert nothing.detection.verifier_calls == 0 and nothing.verifier_cost.calls == 0
+
+
+def test_cli_deploys_a_fitted_detector(tmp_path):
+    common = ["--config", "recipes/hallucination/demo.yaml", "--n_validation", "120", "--n_test", "80"]
+    common += ["--n_samples", "4", "--n_verifier_samples", "3", "--budgets", "0.3", "--budget", "0.3"]
+    run_command("hallucination", [*common, "--output_dir", str(tmp_path / "fit")])
+    report = run_command(
+        "hallucination",
+        [*common, "--output_dir", str(tmp_path / "deploy"), "--detector", str(tmp_path / "fit" / "detector")],
+    )
+    rows = [json.loads(line) for line in (tmp_path / "deploy" / "predictions.jsonl").read_text().splitlines()]
+    routed = sum(r["called_verifier"] for r in rows)
+    assert len(rows) == 80 and report["routed_questions"] == routed and 0 < routed < 80
+    assert report["verifier_cost"]["calls"] == 3 * routed and report["target_cost"]["calls"] == 80 * 5
+    assert all(bool(r["verifier_samples"]) == r["called_verifier"] for r in rows)
+    assert 0.5 < report["auroc"] <= 1.0 and json.loads((tmp_path / "deploy" / "results.json").read_text()) == report
