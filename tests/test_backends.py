@@ -7,7 +7,7 @@ from PIL import Image
 
 import hfdc.backends as backends
 from hfdc.backends.cache import cache_key
-from hfdc.backends.openai import GenerationRequestError, api_key_from_env
+from hfdc.backends.openai import GenerationRequestError, api_key_from_env, is_hugging_face_endpoint
 from tests.openai_server import expected_answer
 
 
@@ -85,7 +85,7 @@ def test_cache_key_includes_image_bytes():
 def test_http_backend_values_retry_usage_and_cache(openai_server, monkeypatch, tmp_path):
     monkeypatch.setenv("HFDC_API_KEY", "sk-hfdc-test-key")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-other")
-    assert api_key_from_env() == "sk-hfdc-test-key"
+    assert api_key_from_env(openai_server.base_url) == "sk-hfdc-test-key"
     image = Image.new("RGB", (8, 8), "blue")
     parts = [{"type": "text", "text": "what"}, {"type": "image", "image": image}]
     prompts = ["hello there world", [{"role": "user", "content": parts}]]
@@ -154,3 +154,87 @@ def test_http_failure_mid_batch_keeps_finished_samples(openai_server, tmp_path):
         expected_answer([{"role": "user", "content": p}], "test-model", 1.0, s, 64) for p, s in zip(prompts, seeds)
     ]
     assert out == [[text] for text in expected]
+
+
+def test_hf_token_goes_only_to_hugging_face_endpoints(openai_server, monkeypatch):
+    for url in (
+        "https://router.huggingface.co/v1",
+        "https://huggingface.co/api",
+        "https://my-endpoint.us-east-1.aws.endpoints.huggingface.cloud/v1",
+        "https://user-space.hf.space/v1",
+    ):
+        assert is_hugging_face_endpoint(url), url
+    for url in (
+        "http://router.huggingface.co/v1",  # not https
+        "https://huggingface.co.evil.example/v1",
+        "https://api.openai.com/v1",
+        openai_server.base_url,
+    ):
+        assert not is_hugging_face_endpoint(url), url
+    for name in ("HFDC_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_do_not_send_me")
+    assert api_key_from_env("https://router.huggingface.co/v1") == "hf_do_not_send_me"
+    assert api_key_from_env(openai_server.base_url) is None
+    backends.get(openai_server.spec(), use_cache=False).generate(["x"])
+    # huggingface_hub would add the local HF token to any host; the backend's own header replaces it
+    assert "hf_do_not_send_me" not in str(openai_server.requests[-1]["authorization"])
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    assert api_key_from_env(openai_server.base_url) == "sk-openai"
+    assert api_key_from_env("https://router.huggingface.co/v1") == "hf_do_not_send_me"
+    backends.get(openai_server.spec(), use_cache=False).generate(["x"])
+    assert openai_server.requests[-1]["authorization"] == "Bearer sk-openai"
+
+
+def test_cache_key_includes_the_endpoint_url(openai_server, tmp_path):
+    from tests.openai_server import OpenAIServer
+
+    first = backends.get(openai_server.spec("same-name"), cache_dir=tmp_path)
+    first.generate(["q"], n=2)
+    with OpenAIServer() as other:
+        second = backends.get(other.spec("same-name"), cache_dir=tmp_path)
+        second.generate(["q"], n=2)
+        assert second.usage.calls == 2 and second.usage.cache_hits == 0 and len(other.requests) == 2
+    again = backends.get(openai_server.spec("same-name"), cache_dir=tmp_path)
+    again.generate(["q"], n=2)
+    assert again.usage.cache_hits == 2 and again.usage.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "attempts", "says"),
+    [(401, 1, "HTTP 401: the endpoint refused the API key"), (429, 2, "HTTP 429: rate limited")],
+)
+def test_errors_say_what_happened(openai_server, monkeypatch, status, attempts, says):
+    monkeypatch.setenv("HFDC_API_KEY", "sk-never-shown")
+    backend = backends.get(openai_server.spec(), use_cache=False, backoff=0.01, max_retries=1)
+    openai_server.fail_next(attempts, status=status)
+    with pytest.raises(GenerationRequestError, match=f"{attempts} attempt") as caught:
+        backend.generate(["x"])
+    assert caught.value.status == status and caught.value.reason.startswith(says)
+    assert "sk-never-shown" not in "".join(traceback.format_exception(caught.value))
+
+
+def test_a_silent_endpoint_times_out_within_the_total_bound():
+    import socket
+    import time
+
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        import huggingface_hub.constants
+
+        offline = huggingface_hub.constants.HF_HUB_OFFLINE
+        huggingface_hub.constants.HF_HUB_OFFLINE = False
+        try:
+            backend = backends.get(
+                f"openai:m@{url}", use_cache=False, timeout=30.0, max_retries=5, backoff=0.05, total_timeout=1.0
+            )
+            start = time.monotonic()
+            with pytest.raises(GenerationRequestError) as caught:
+                backend.generate(["x", "y"])
+            elapsed = time.monotonic() - start
+        finally:
+            huggingface_hub.constants.HF_HUB_OFFLINE = offline
+    assert caught.value.status is None and caught.value.reason.startswith("timeout")
+    assert elapsed < 3.0  # 1 s total bound (+ slack), not 30 s x 6 attempts

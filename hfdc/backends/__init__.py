@@ -14,7 +14,7 @@ def get(spec: str, **kwargs) -> Backend:
 
     - ``"transformers:<path>"``: local checkpoint folder (``TransformersBackend``);
     - ``"openai:<model>@<base_url>"``: OpenAI-compatible server, e.g. ``openai:gpt-4o-mini@https://api.openai.com/v1``
-      (``OpenAIBackend``; key from HFDC_API_KEY, OPENAI_API_KEY or HF_TOKEN);
+      (``OpenAIBackend``; key from HFDC_API_KEY, then HF_TOKEN for Hugging Face endpoints only, else OPENAI_API_KEY);
     - ``"scripted"``: deterministic test responses (``ScriptedBackend``).
     """
     if not isinstance(spec, str):

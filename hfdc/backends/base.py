@@ -113,6 +113,10 @@ class Backend:
     def _run(self, jobs: list[Job], temperature: float, max_new_tokens: int) -> Iterable[tuple[Job, Sample]]:
         raise NotImplementedError
 
+    def cache_fields(self) -> dict:
+        """What besides kind and model tells this backend's answers apart in the cache (e.g. the endpoint URL)."""
+        return {}
+
     def generate(
         self, prompts: list[Prompt], n: int = 1, temperature: float = 1.0, max_new_tokens: int = 64, seed: int = 0
     ) -> list[list[str]]:
@@ -142,6 +146,7 @@ class Backend:
                 job = Job(i, j, sample_seed(seed, i, j), message_list)
                 if self.cache is not None:
                     keys[(i, j)] = cache_key(
+                        **self.cache_fields(),
                         kind=self.kind,
                         model=self.model,
                         messages=message_list,
