@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hfdc.hallucination import scores
+from hfdc.hallucination import compute_features, scores
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "spaces" / "hallucination-detector" / "app.py"
@@ -65,7 +65,8 @@ def test_gradio_client_detect_endpoint(space):
     )
     assert answer == "Paris" and isinstance(called, bool)
     assert result["self_features"]["semantic_entropy"] == pytest.approx(scores.semantic_entropy(target))
-    assert result["self_features"]["eccentricity"] == pytest.approx(1.0)
+    assert result["self_features"]["eccentricity_norm"] == pytest.approx(1.0 / 2)  # Ecc 1 over sqrt(4 answers)
+    assert result["answers"] == 4 and result["out_of_fitted_range"] is False
     assert f"{result['final_score']:.3f}" in verdict
     # budget 1: every question is in the band; pasted verifier answers are used and the verifier counts as called
     _, verdict, called, result, _ = client.predict(
@@ -96,6 +97,10 @@ def test_space_bad_input_and_no_models_configured(space):
 
 
 def test_space_asks_configured_models_and_hides_the_endpoint(space, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # port 9 on 127.0.0.1: still offline
+    monkeypatch.setattr(space[0], "MAX_RETRIES", 0)
     app, _ = space
     monkeypatch.setenv("HFDC_TARGET", "scripted")
     monkeypatch.setenv("HFDC_VERIFIER", "scripted")
@@ -111,6 +116,69 @@ def test_space_asks_configured_models_and_hides_the_endpoint(space, monkeypatch)
         with pytest.raises(gr.Error) as info:
             app.ask("Who wrote Hamlet?", 2, 0.5)
         assert "openai:m" in str(info.value) and "127.0.0.1" not in str(info.value)
+        assert "connection failed" in str(info.value)
+    finally:
+        app.backend.cache_clear()
+
+
+def test_space_p_rises_with_disagreement_at_6_11_and_21_answers(space):
+    """With the Space's own fit, 11 all-different answers scored 0.09 and 21 scored 0.000 before the fix."""
+    app, _ = space
+
+    def p_hallucination(answers):  # what app.score shows as the final score at budget 0, without the plot
+        x_self, _ = compute_features([answers[0]], [answers[1:]], questions=["Which city?"])
+        return float(app.detector(0.0, len(answers)).predict(x_self, None, ["Which city?"]).scores[0])
+
+    for m in (6, 11, 21):
+        p = [p_hallucination(["Lyon"] * (m - k + 1) + [f"city {j}" for j in range(1, k)]) for k in range(1, m + 1)]
+        assert all(b >= a - 1e-12 for a, b in zip(p, p[1:])), (m, p)
+        assert p[-1] > 0.5 > p[0], (m, p)
+    six, eleven = p_hallucination(["Lyon"] * 3 + ["Paris"] * 3), p_hallucination(["Lyon"] * 6 + ["Paris"] * 5)
+    assert abs(six - eleven) < 0.1
+    _, _, _, result, _ = app.score("Which city?", ["Lyon"] * 6 + ["Paris"] * 5, None, 0.0, lambda q: None)
+    assert result["final_score"] == pytest.approx(eleven)
+
+
+def test_space_caps_verifier_samples_and_bounds_request_time(space, monkeypatch):
+    app, _ = space
+    monkeypatch.setenv("HFDC_VERIFIER", "scripted")
+    app.backend.cache_clear()
+    try:
+        pasted = "\n".join(f"answer {i}" for i in range(app.MAX_ANSWERS))  # 20 lines, all different
+        _, _, called, result, _ = app.detect("Which city?", pasted, "", 1.0)
+        assert called is True and result["cross_features"] is not None
+        assert app.backend("verifier").usage.calls == app.MAX_MODEL_SAMPLES  # not 20
+        monkeypatch.setenv("HFDC_VERIFIER", "openai:org/m@http://127.0.0.1:9/v1")
+        app.backend.cache_clear()
+        verifier = app.backend("verifier")
+        assert (verifier.timeout, verifier.max_retries, verifier.total_timeout) == (
+            app.REQUEST_TIMEOUT_S,
+            app.MAX_RETRIES,
+            app.REQUEST_BUDGET_S,
+        )
+    finally:
+        app.backend.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("status", "says"), [(401, "HTTP 401: the endpoint refused the API key"), (429, "HTTP 429: rate limited")]
+)
+def test_space_errors_say_401_or_429_and_never_show_the_key_or_url(space, openai_server, monkeypatch, status, says):
+    import gradio as gr
+
+    app, _ = space
+    monkeypatch.setenv("HFDC_TARGET", openai_server.spec("org/target-model"))
+    monkeypatch.delenv("HFDC_VERIFIER", raising=False)
+    monkeypatch.setenv("HFDC_API_KEY", "sk-space-secret")
+    monkeypatch.setattr(app, "MAX_RETRIES", 0)
+    app.backend.cache_clear()
+    try:
+        openai_server.fail_next(1, status=status)
+        with pytest.raises(gr.Error) as info:
+            app.ask("Who wrote Hamlet?", 2, 0.5)
+        message = str(info.value)
+        assert says in message and "target-model" in message
+        assert "sk-space-secret" not in message and "127.0.0.1" not in message
     finally:
         app.backend.cache_clear()
 

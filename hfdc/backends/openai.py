@@ -172,7 +172,8 @@ class OpenAIBackend(Backend):
                 )
             except OfflineModeIsEnabled:
                 raise GenerationRequestError(
-                    f"{self!r}: HF_HUB_OFFLINE=1 blocks every huggingface_hub request, also to base_url; unset it"
+                    f"{self!r}: HF_HUB_OFFLINE=1 blocks every huggingface_hub request, also to base_url; unset it",
+                    reason="HF_HUB_OFFLINE=1 blocks requests to the endpoint",
                 ) from None
             except (HfHubHTTPError, InferenceTimeoutError, httpx2.TransportError) as error:
                 status = error.response.status_code if isinstance(error, HfHubHTTPError) else None

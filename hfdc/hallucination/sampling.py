@@ -24,11 +24,13 @@ FEW_SHOT = (
 
 
 class SamplingError(RuntimeError):
-    """A backend failed while sampling; ``partial`` holds the questions answered before the failure."""
+    """A backend failed while sampling; ``role`` is "target" or "verifier", ``partial`` holds the questions answered
+    before the failure."""
 
-    def __init__(self, message: str, partial: list):
+    def __init__(self, message: str, partial: list, role: str = ""):
         super().__init__(message)
         self.partial = partial
+        self.role = role
 
 
 @dataclass
@@ -69,6 +71,7 @@ def _generate(backend, prompts, start, total, n, temperature, max_new_tokens, se
             f"({type(error).__name__}: {error}); the {len(done)} questions finished before are kept on .partial, "
             "finished samples are cached: run again to resume",
             partial=done,
+            role=what,
         ) from error
     return [[clean_answer(text) for text in texts] for texts in out]
 

@@ -8,9 +8,13 @@ score and a plot. Models come from environment variables (Space secrets), never 
     HFDC_VERIFIER  backend spec of the verifier, e.g. openai:<another model>@https://router.huggingface.co/v1
     HFDC_API_KEY   key of the endpoints (or OPENAI_API_KEY / HF_TOKEN)
 
-The detector's combiners and thresholds are fitted at start-up on the embedded simulated benchmark (hfdc's
-``SimulatedWorld``), refitted per budget. API endpoints (gradio_client): ``/detect`` (pasted answers),
-``/ask`` (sample the configured models).
+The detector's combiners and thresholds are fitted on the embedded simulated benchmark (hfdc's
+``SimulatedWorld``) at the number of answers of the request (the answer + samples), per budget, and cached.
+API endpoints (gradio_client): ``/detect`` (pasted answers), ``/ask`` (sample the configured models).
+
+Cost limits for anonymous callers: at most MAX_MODEL_SAMPLES verifier samples per request (however many
+answers are pasted), at most REQUEST_TIMEOUT_S per HTTP request, MAX_RETRIES retries, and REQUEST_BUDGET_S for
+all calls of one model in a request; errors say what happened (key refused, rate limited, timeout), never the key.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from hfdc.hallucination import TwoStageDetector, sample_target, sample_verifier
+from hfdc.hallucination import TwoStageDetector, deploy, sample_answers, sample_verifier
 from hfdc.hallucination.evaluate import featurize
 from hfdc.hallucination.features import CROSS_FEATURES, SELF_FEATURES, compute_features
 from hfdc.hallucination.similarity import normalized_match
@@ -39,6 +43,9 @@ MAX_ANSWER_CHARS = 500
 MAX_ANSWERS = 20
 MAX_MODEL_SAMPLES = 10
 N_REFERENCE = 400
+REQUEST_TIMEOUT_S = 20.0
+MAX_RETRIES = 2
+REQUEST_BUDGET_S = 45.0
 EXAMPLE = (
     "Which city hosted the 1992 Summer Olympics?",
     "Barcelona\nBarcelona\nMadrid\nBarcelona\nSeville\nMadrid",
@@ -61,30 +68,37 @@ def model_name(spec: str | None) -> str | None:
 
 @functools.cache
 def backend(role: str):
-    """The target or verifier backend named by HFDC_TARGET / HFDC_VERIFIER, or None when unset."""
+    """The target or verifier backend named by HFDC_TARGET / HFDC_VERIFIER, or None when unset; HTTP backends get
+    the per-request time and retry limits."""
     spec = os.environ.get(f"HFDC_{role.upper()}")
     if not spec:
         return None
     from hfdc import backends
 
-    return backends.get(spec, progress=False)
+    limits = (
+        {"timeout": REQUEST_TIMEOUT_S, "max_retries": MAX_RETRIES, "total_timeout": REQUEST_BUDGET_S}
+        if spec.startswith("openai:")
+        else {}
+    )
+    return backends.get(spec, progress=False, **limits)
 
 
-@functools.cache
-def reference():
-    """Validation features and labels of the simulated benchmark the detector is fitted on."""
+@functools.lru_cache(maxsize=MAX_ANSWERS)
+def reference(n_answers: int):
+    """Features and labels of the simulated benchmark at ``n_answers`` target answers per question (the answer +
+    n_answers - 1 samples): the detector is fitted at the sample count it reads."""
     world = SimulatedWorld(N_REFERENCE, seed=0)
     questions = [world.question(i) for i in range(N_REFERENCE)]
-    answers = sample_target(SimulatedBackend(world, "target"), questions, n_samples=10)
-    for a, v in zip(answers, sample_verifier(SimulatedBackend(world, "verifier"), questions, n_samples=10)):
-        a.verifier_samples = v
-    return featurize(answers, [world.gold_answers(i) for i in range(N_REFERENCE)], normalized_match)
+    target, verifier = SimulatedBackend(world, "target"), SimulatedBackend(world, "verifier")
+    answers = sample_answers(target, questions, n_answers - 1, verifier, MAX_MODEL_SAMPLES)
+    return featurize(questions, answers, [world.gold_answers(i) for i in range(N_REFERENCE)], normalized_match)
 
 
-@functools.cache
-def detector(budget: float) -> TwoStageDetector:
-    ref = reference()
-    return TwoStageDetector(budget=budget).fit(ref.x_self, ref.x_cross, ref.labels)
+@functools.lru_cache(maxsize=64)
+def detector(budget: float, n_answers: int) -> TwoStageDetector:
+    """The two-stage detector for ``budget``, fitted at ``n_answers`` answers per question."""
+    ref = reference(n_answers)
+    return TwoStageDetector(budget=budget).fit(ref.x_self, ref.x_cross, ref.labels, ref.questions)
 
 
 def parse_answers(text: str | None, field: str, minimum: int) -> list[str]:
@@ -117,9 +131,9 @@ def check_budget(budget) -> float:
     return round(budget, 2)
 
 
-def band_plot(det: TwoStageDetector, self_score: float, called: bool):
+def band_plot(det: TwoStageDetector, n_answers: int, self_score: float, called: bool):
     """Histogram of the reference self scores by label, the verifier band, and this question's score."""
-    ref = reference()
+    ref = reference(n_answers)
     s = det.self_combiner.predict_proba(ref.x_self)
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
     bins = np.linspace(0, 1, 31)
@@ -138,43 +152,64 @@ def band_plot(det: TwoStageDetector, self_score: float, called: bool):
     return fig
 
 
+class NoVerifier(Exception):
+    """The question is in the band, but there are no pasted verifier answers and no verifier is configured."""
+
+
+OUT_OF_RANGE_NOTE = " Some scores lie outside the range the detector was fitted on: read the probability with care."
+
+
 def score(question: str, answers: list[str], verifier_answers: list[str] | None, budget: float, ask_verifier):
     """Two-stage decision for one question; ``ask_verifier(question)`` supplies verifier answers when needed."""
-    det = detector(budget)
-    x_self, _ = compute_features([answers[0]], [answers[1:]])
-    self_score = float(det.self_combiner.predict_proba(x_self)[0])
-    called = bool(det.route(np.array([self_score]))[0])
+    det = detector(budget, len(answers))
+    x_self, _ = compute_features([answers[0]], [answers[1:]], questions=[question])
+    asked = []
+
+    def cross(indices):
+        verifier = verifier_answers or ask_verifier(question)
+        if not verifier:
+            raise NoVerifier
+        asked.append(verifier)
+        return compute_features([answers[0]], [answers[1:]], [verifier], questions=[question])[1]
+
     note = ""
-    final, cross = self_score, None
-    if called:
-        verifier_answers = verifier_answers or ask_verifier(question)
-        if verifier_answers:
-            _, x_cross = compute_features([answers[0]], [answers[1:]], [verifier_answers])
-            final = float(det.predict(x_self, x_cross).scores[0])
-            cross = dict(zip(CROSS_FEATURES, map(float, x_cross[0])))
-        else:
-            called = False
-            note = (
-                " The question is in the uncertain band, but no verifier answers were pasted and no verifier is "
-                "configured: the score is self-consistency only."
-            )
-    elif verifier_answers:
+    try:
+        detection = det.predict(x_self, cross, [question])
+    except NoVerifier:  # same combiners, no band: self-consistency only
+        detection = detector(0.0, len(answers)).predict(x_self, None, [question])
+        note = (
+            " The question is in the uncertain band, but no verifier answers were pasted and no verifier is "
+            "configured: the score is self-consistency only."
+        )
+    if verifier_answers and not detection.called_verifier[0]:
         note = " The question is outside the uncertain band: the pasted verifier answers were not needed."
+    return outcome(det, question, answers, asked[0] if asked else None, detection, note)
+
+
+def outcome(det, question: str, answers: list[str], verifier_samples, detection, note: str):
+    """The five outputs (answer, verdict, verifier called, scores, plot) of one detection."""
+    x_self, x_cross = compute_features(
+        [answers[0]], [answers[1:]], None if verifier_samples is None else [verifier_samples], questions=[question]
+    )
+    self_score, final = float(detection.self_scores[0]), float(detection.scores[0])
+    called, out_of_range = bool(detection.called_verifier[0]), bool(detection.out_of_range[0])
     verdict = (
         f"**P(hallucination) = {final:.3f}** ({'likely hallucination' if final >= 0.5 else 'likely correct'}); "
         f"self-consistency score {self_score:.3f}, band {format_band(det)}; "
-        f"verifier {'called' if called else 'not called'}.{note}"
+        f"verifier {'called' if called else 'not called'}.{note}{OUT_OF_RANGE_NOTE if out_of_range else ''}"
     )
     scores = {
         "self_features": dict(zip(SELF_FEATURES, map(float, x_self[0]))),
-        "cross_features": cross,
+        "cross_features": None if x_cross is None else dict(zip(CROSS_FEATURES, map(float, x_cross[0]))),
         "self_score": self_score,
         "final_score": final,
-        "budget": budget,
+        "budget": det.budget,
+        "answers": len(answers),
+        "out_of_fitted_range": out_of_range,
         "tau_low": None if det.thresholds is None else det.thresholds[0],
         "tau_high": None if det.thresholds is None else det.thresholds[1],
     }
-    return answers[0], verdict, called, scores, band_plot(det, self_score, called)
+    return answers[0], verdict, called, scores, band_plot(det, len(answers), self_score, called)
 
 
 def format_band(det: TwoStageDetector) -> str:
@@ -183,25 +218,38 @@ def format_band(det: TwoStageDetector) -> str:
     return "[" + ", ".join(f"{t:.3f}" if np.isfinite(t) else str(t) for t in det.thresholds) + "]"
 
 
-def run_backend(role: str, question: str, n: int, sample):
-    """Sample the configured backend; errors are shown without the endpoint URL or key."""
+def failure_message(error: Exception) -> str:
+    """What the user sees when a model fails: which model (by name) and what happened (key refused, rate limited,
+    timeout), never the endpoint URL or the key."""
+    role = getattr(error, "role", "") or "model"
+    cause = error
+    while cause is not None and not getattr(cause, "reason", ""):
+        cause = cause.__cause__
+    what = cause.reason if cause is not None else type(error).__name__
+    name = model_name(os.environ.get(f"HFDC_{role.upper()}"))
+    return f"The {role} model{f' ({name})' if name else ''} failed: {what}. Try again later or paste answers instead."
+
+
+def run_backend(fn):
+    """Run ``fn()`` (which samples configured backends); errors are shown without the endpoint URL or key."""
     try:
-        return sample(backend(role), [question], n)
-    except Exception as error:  # shown to the user: strip everything after the model name
-        logger.warning("%s backend failed: %s", role, type(error).__name__)
-        raise gr.Error(
-            f"The {role} model ({model_name(os.environ.get(f'HFDC_{role.upper()}'))}) failed: "
-            f"{type(error).__name__}. Try again later or paste answers instead."
-        ) from None
+        return fn()
+    except Exception as error:  # shown to the user: only the model name and the failure reason
+        logger.warning("model call failed: %s", type(error).__name__)
+        raise gr.Error(failure_message(error)) from None
 
 
 def verifier_for(n: int):
-    def ask(question: str):
-        if backend("verifier") is None or not question:
-            return None
-        return run_backend("verifier", question, n, lambda b, q, k: sample_verifier(b, q, k)[0])
+    """Asks the configured verifier for min(n, MAX_MODEL_SAMPLES) samples (None without a verifier)."""
+    n = min(n, MAX_MODEL_SAMPLES)
 
-    return ask
+    def ask_verifier(question: str):
+        verifier = backend("verifier")
+        if verifier is None or not question:
+            return None
+        return run_backend(lambda: sample_verifier(verifier, [question], n)[0])
+
+    return ask_verifier
 
 
 def detect(question: str, answers: str, verifier_answers: str, budget: float):
@@ -213,15 +261,22 @@ def detect(question: str, answers: str, verifier_answers: str, budget: float):
 
 
 def ask(question: str, n_samples: float, budget: float):
-    """Sample the configured target (answer + n samples); the verifier is asked only inside the band."""
+    """Sample the configured target (answer + n samples) and deploy the detector: the verifier is sampled only when
+    the question falls in the band."""
     question = check_question(question, required=True)
-    if backend("target") is None:
+    target, verifier = backend("target"), backend("verifier")
+    if target is None:
         raise gr.Error(HOW_TO_CONFIGURE)
     n = int(n_samples)
     if not 1 <= n <= MAX_MODEL_SAMPLES:
         raise gr.Error(f"Samples: {n} must be between 1 and {MAX_MODEL_SAMPLES}.")
-    result = run_backend("target", question, n, lambda b, q, k: sample_target(b, q, k)[0])
-    return score(question, [result.answer, *result.samples], None, check_budget(budget), verifier_for(n))
+    det = detector(check_budget(budget) if verifier is not None else 0.0, n + 1)
+    out = run_backend(lambda: deploy(det, target, verifier, [question], n, n))
+    result = out.answers[0]
+    note = f" Verifier calls made: {out.verifier_cost.calls}."
+    return outcome(
+        det, question, [result.answer, *result.samples], result.verifier_samples or None, out.detection, note
+    )
 
 
 def status_text() -> str:
@@ -265,7 +320,7 @@ with gr.Blocks(title="Hallucination detector (hfdc)") as demo:
     demo.load(detect, [question, answers, verifier_answers, budget], outputs, api_visibility="private", queue=False)
 
 demo.queue(default_concurrency_limit=2, max_size=32)
-detector(0.5)  # fit the reference detector at start-up, not on the first request
+detector(0.5, len(EXAMPLE[1].splitlines()))  # fit the example's detector at start-up, not on the first request
 
 if __name__ == "__main__":
     demo.launch()
