@@ -5,9 +5,11 @@ questions, compute the consistency features with SQuAD-normalised string match, 
 AUROC/AURAC of semantic entropy alone, cross-consistency alone, the self-consistency combiner (budget 0), the
 full cross-consistency combiner (budget 1, every question verified), and the two-stage detector at budgets
 10-90% (band fitted on validation), against random routing of the same fraction of questions (the natural
-baseline for where to spend verifier calls). Medians over 5 seeds.
+baseline for where to spend verifier calls). Medians over the seeds. Also the time to fit the band (cross-fitted
+combiners + the O(n log n) window search) at n = 1k and 10k validation questions, against rescoring every window
+(the former O(n^2 log n) search) at n = 1k and 2k.
 
-    python -m benchmarks.hallucination
+    python -m benchmarks.hallucination --seeds 3
 """
 
 from __future__ import annotations
@@ -15,19 +17,21 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from functools import partial
 
 import numpy as np
 
-from benchmarks.common import RESULTS, machine, peak_rss_mb, write_result
+from benchmarks.common import RESULTS, arguments, machine, median_time, peak_rss_mb, prepare, write_result
+from hfdc.hallucination.band import window_aurocs
 from hfdc.hallucination.cli import load_questions
 from hfdc.hallucination.config import HallucinationConfig
 from hfdc.hallucination.detector import TwoStageDetector
 from hfdc.hallucination.evaluate import featurize, single_score_rows
+from hfdc.hallucination.features import CROSS_FEATURES, SELF_FEATURES
 from hfdc.hallucination.metrics import aurac, auroc
-from hfdc.hallucination.sampling import sample_target, sample_verifier
+from hfdc.hallucination.sampling import sample_answers
 from hfdc.hallucination.similarity import normalized_match
 
-SEEDS = (0, 1, 2, 3, 4)
 BUDGETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 SCENARIOS = {
     "peer verifier (default)": {},
@@ -49,10 +53,8 @@ def splits_for(overrides: dict, seed: int):
     target, verifier, splits = load_questions(config)
     features = {}
     for name, (questions, golds) in splits.items():
-        answers = sample_target(target, questions, config.n_samples, seed=seed)
-        for a, v in zip(answers, sample_verifier(verifier, questions, config.n_verifier_samples, seed=seed)):
-            a.verifier_samples = v
-        features[name] = featurize(answers, golds, normalized_match)
+        answers = sample_answers(target, questions, config.n_samples, verifier, config.n_verifier_samples, seed=seed)
+        features[name] = featurize(questions, answers, golds, normalized_match)
     return config, features
 
 
@@ -73,9 +75,9 @@ def one_run(overrides: dict, seed: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     for budget in BUDGETS:
         start = time.perf_counter()
-        detector = TwoStageDetector(budget=budget, seed=seed).fit(val.x_self, val.x_cross, val.labels)
+        detector = TwoStageDetector(budget=budget, seed=seed).fit(val.x_self, val.x_cross, val.labels, val.questions)
         fit_s = time.perf_counter() - start
-        out = detector.predict(test.x_self, test.x_cross)
+        out = detector.predict(test.x_self, test.x_cross, test.questions)
         rows.append(
             {
                 "method": "two_stage",
@@ -178,7 +180,7 @@ def plot(rows: list[dict], path) -> None:
     for ax in axes[-1]:
         ax.set_xlabel("test questions sent to the verifier (%)")
     for ax in axes[:, 0]:
-        ax.set_ylabel("test AUROC (median of 5 seeds)")
+        ax.set_ylabel("test AUROC (median over seeds)")
     axes[0, 0].legend(fontsize=7, loc="lower right")
     fig.suptitle("Simulated benchmark: AUROC vs verifier budget")
     fig.tight_layout()
@@ -186,18 +188,52 @@ def plot(rows: list[dict], path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    start = time.perf_counter()
+def brute_force_band(s, c, labels, order, k) -> float:
+    """The former search: rescore the two-stage AUROC of every window from scratch, O(n^2 log n)."""
+    best = -1.0
+    for start in range(len(s) - k + 1):
+        mixed = s.copy()
+        mixed[order[start : start + k]] = c[order[start : start + k]]
+        best = max(best, auroc(mixed, labels))
+    return best
+
+
+def fit_times() -> list[dict]:
+    """Seconds to fit a budget-0.5 detector (5-fold cross-fitting + window search) and to search the band alone."""
     rows = []
+    for n in (1000, 2000, 10_000):
+        rng = np.random.default_rng(n)
+        labels = (rng.random(n) < 0.3).astype(int)
+        x_self = rng.normal(size=(n, len(SELF_FEATURES))) + 0.8 * labels[:, None] * [1, 1, 1, 1, 1, -1]
+        x_cross = rng.normal(size=(n, len(CROSS_FEATURES))) + 2.0 * labels[:, None] * [-1, -1, 1]
+        fit_s, _ = median_time(partial(TwoStageDetector(budget=0.5).fit, x_self, x_cross, labels))
+        s, c = rng.random(n), rng.random(n)
+        order = np.argsort(s)
+        search_s, _ = median_time(partial(window_aurocs, s, c, labels, order, n // 2))
+        row = {"method": "band fit time", "n": n, "detector_fit_seconds": fit_s, "band_search_seconds": search_s}
+        if n <= 2000:
+            row["rescore_every_window_seconds"] = median_time(
+                partial(brute_force_band, s, c, labels, order, n // 2), 1
+            )[0]
+        rows.append(row)
+        print(row)
+    return rows
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0], seeds=3).parse_args()
+    seeds = prepare(args)
+    start = time.perf_counter()
+    rows = fit_times()
     for scenario, overrides in SCENARIOS.items():
-        runs = [row for seed in SEEDS for row in one_run(overrides, seed)]
+        runs = [row for seed in seeds for row in one_run(overrides, seed)]
         rows += summarise(scenario, overrides, runs)
         summary = rows[-1]
         print(
             f"{scenario}: 97% of full cross AUROC from budget {summary['smallest_budget_reaching_97pct_of_full_cross_auroc']}"
         )
         for r in rows[:-1]:
-            if r["scenario"] == scenario and r["method"] in ("two_stage", "semantic_entropy", "cross_consistency"):
+            if r.get("scenario") == scenario and r["method"] in ("two_stage", "semantic_entropy", "cross_consistency"):
                 print(
                     f"  {r['method']:18s} budget={r['budget']} AUROC {r['auroc_median']:.4f} ({r['fraction_of_full_cross_auroc_median']:.1%} of full)"
                     f" verifier {r['verifier_fraction_median']:.1%}"

@@ -15,6 +15,7 @@ SMALL = {
     "feature_patches": dict(n_train=200, n_validation=20, n_test=20),
     "digits": dict(n_train=100),
     "sentiment": dict(n_train=200, n_validation=40, n_test=40),
+    "factual_qa": dict(n_validation=40, n_test=40),
 }
 
 
@@ -35,7 +36,9 @@ def test_same_seed_same_rows_other_seed_other_rows(name):
 
 
 def test_unknown_name_and_param_are_clear_errors():
-    with pytest.raises(ValueError, match="not an embedded data set \\(shapes, feature_patches, digits, sentiment\\)"):
+    with pytest.raises(
+        ValueError, match="not an embedded data set \\(shapes, feature_patches, digits, sentiment, factual_qa\\)"
+    ):
         load("cifar")
     with pytest.raises(ValueError, match="'n_trian'.*n_train"):
         load("shapes", n_trian=5)

@@ -1,7 +1,7 @@
 """Data sets by name: ``hfdc.data.load(name, **params)``, the one way every hfdc method reads its data.
 
 ``name`` is one of the embedded sets (generated offline and deterministically: shapes, feature_patches,
-digits, sentiment), a folder written by ``save_to_disk``, or anything ``datasets.load_dataset`` takes (a Hub
+digits, sentiment, factual_qa), a folder written by ``save_to_disk``, or anything ``datasets.load_dataset`` takes (a Hub
 id, a builder such as "parquet" with ``data_files``). An embedded set returns a ``DatasetDict`` with splits
 train / validation / test and typed ``Features``; the same ``seed`` gives identical rows.
 """
@@ -16,6 +16,7 @@ DATASETS: dict[str, str] = {
     "feature_patches": "hfdc.data.feature_patches",
     "digits": "hfdc.data.digits",
     "sentiment": "hfdc.data.sentiment",
+    "factual_qa": "hfdc.data.factual_qa",
 }
 
 
