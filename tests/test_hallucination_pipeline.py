@@ -227,6 +227,10 @@ def test_recipes_parse_into_the_config():
 
     real = parse_config(HallucinationConfig, ["--config", "recipes/hallucination/triviaqa_openai.yaml"])
     assert real.target.startswith("openai:") and real.answers_column == "answer" and real.similarity == "nli"
+    local = parse_config(HallucinationConfig, ["--config", "recipes/hallucination/factual_qa_local.yaml"])
+    assert local.dataset == "factual_qa" and local.dataset_params == {"n_validation": 150, "n_test": 150}
+    assert local.few_shot == 4 and local.label_method == "exact_match"
+    assert real.dataset_params == {"name": "rc.nocontext"}
     demo = parse_config(HallucinationConfig, ["--config", "recipes/hallucination/demo.yaml", "--budget", "0.3"])
     assert demo.dataset == "simulated" and demo.budget == 0.3 and demo.budgets[-1] == 1.0
 
