@@ -387,7 +387,9 @@ def generate(n_validation: int = 150, n_test: int = 150, seed: int = 0) -> Datas
     rows = all_questions()
     n_validation, n_test = check_count("n_validation", n_validation, 0), check_count("n_test", n_test, 0)
     if n_validation + n_test > len(rows):
-        raise ValueError(f"n_validation + n_test = {n_validation + n_test} exceeds the {len(rows)} questions of the set")
+        raise ValueError(
+            f"n_validation + n_test = {n_validation + n_test} exceeds the {len(rows)} questions of the set"
+        )
     rng = np.random.default_rng(check_count("seed", seed, minimum=0))
     # interleave the categories in a seeded order so that any prefix mixes them in proportion
     categories = np.array([r["category"] for r in rows])
