@@ -182,6 +182,7 @@ def main() -> None:
             "deploy_budget": DEPLOY_BUDGET,
             "deploy_routed_questions": n_routed,
             "deploy_verifier_calls": deployment.verifier_cost.calls,
+            "deploy_verifier_cache_hits": deployment.verifier_cost.cache_hits,
             "deploy_verifier_calls_if_every_question": len(test_q) * args.verifier_samples,
             "deploy_auroc": auroc(deployment.detection.scores, labels_exact),
             "seconds_per_question_target": deployment.target_cost.seconds / len(test_q),
