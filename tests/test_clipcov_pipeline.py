@@ -1,21 +1,24 @@
-"""CLIPCov on Datasets: cached proxy embeddings, select_dataset, CLIP training, the CLI end to end."""
+"""CLIPCov on Datasets: cached proxy embeddings, undecodable images, select_dataset, CLIP training, prompts,
+the data order per seed, the CLI end to end (zero-shot accuracy recomputed)."""
 
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from datasets import Dataset
-from transformers import TrainingArguments
+from datasets import Dataset, Features, Image, Value
+from transformers import CLIPModel, CLIPProcessor, Trainer, TrainingArguments
 
 import hfdc.data
 import hfdc.models
 from hfdc.cli import run_command
 from hfdc.clipcov import select
+from hfdc.clipcov.config import ClipCovConfig
 from hfdc.clipcov.dataset import select_dataset
 from hfdc.clipcov.embed import clip_embeddings, embedding_arrays
-from hfdc.clipcov.train import ImageCaptionCollator, class_text_embeddings, train_clip
+from hfdc.clipcov.train import ImageCaptionCollator, class_text_embeddings, train_clip, zero_shot_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +44,8 @@ def test_embeddings_are_normalised_and_cached(shapes, tmp_path):
     first = clip_embeddings(
         shapes, model, processor, caption_column="noisy_caption", batch_size=16, cache_dir=tmp_path
     )
-    image, text = embedding_arrays(first)
-    assert image.shape == text.shape == (48, model.config.projection_dim)
+    image, text, rows = embedding_arrays(first)
+    assert image.shape == text.shape == (48, model.config.projection_dim) and rows.tolist() == list(range(48))
     np.testing.assert_allclose(np.linalg.norm(image, axis=1), 1, atol=1e-5)
     with torch.no_grad():  # equals the model's own projected, normalised features
         pixels = processor.image_processor(images=shapes[:2]["image"], return_tensors="pt")["pixel_values"]
@@ -53,6 +56,10 @@ def test_embeddings_are_normalised_and_cached(shapes, tmp_path):
         shapes, model, processor, caption_column="noisy_caption", batch_size=16, cache_dir=tmp_path
     )
     np.testing.assert_array_equal(embedding_arrays(second)[0], image)
+    mapped_image, mapped_text, _ = embedding_arrays(second, tmp_path)  # written once, then memory-mapped
+    assert isinstance(mapped_image, np.memmap) and isinstance(mapped_text, np.memmap)
+    np.testing.assert_array_equal(mapped_image, image)
+    np.testing.assert_array_equal(mapped_text, text)
     other = hfdc.models.tiny("clip", seed=1)  # another proxy never reuses these embeddings
     clip_embeddings(shapes, other, processor, caption_column="noisy_caption", batch_size=16, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("clip-embeddings-*.arrow"))) == 2
@@ -69,6 +76,63 @@ def test_missing_captions_are_clear_errors(shapes):
         clip_embeddings(broken, model, processor)
     with pytest.raises(ValueError, match="model= and processor="):
         select_dataset(shapes, 0.5)
+
+
+def png(array) -> bytes:
+    out = io.BytesIO()
+    from PIL import Image as PILImage
+
+    PILImage.fromarray(np.asarray(array, dtype=np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_undecodable_images_are_skipped_and_counted(tmp_path):
+    rng = np.random.default_rng(0)
+    images = [{"bytes": png(rng.integers(0, 255, (16, 16, 3))), "path": None} for _ in range(8)]
+    images[3] = {"bytes": b"not an image", "path": None}
+    images[6] = {"bytes": png(rng.integers(0, 255, (16, 16, 3)))[:40], "path": None}  # truncated file
+    ds = Dataset.from_dict(
+        {"image": images, "caption": [f"a photo number {i}" for i in range(8)], "label": [0, 1] * 4},
+        features=Features({"image": Image(), "caption": Value("string"), "label": Value("int64")}),
+    )
+    model, processor = hfdc.models.tiny("clip", seed=0), hfdc.models.tiny_processor("clip")
+    embeddings = clip_embeddings(ds, model, processor, batch_size=4, cache_dir=tmp_path)
+    assert embeddings["decodable"] == [True, True, True, False, True, True, False, True]
+    image, _, rows = embedding_arrays(embeddings, tmp_path)
+    assert rows.tolist() == [0, 1, 2, 4, 5, 7] and image.shape[0] == 6
+    result = select_dataset(ds, 0.5, model, processor, label_column="label", cache_dir=tmp_path, block_size=2)
+    assert result.skipped == 2 and len(result) == 3  # half of the 6 decodable rows
+    assert not {3, 6} & set(result.indices.tolist())
+    assert np.isnan(result.scores[[3, 6]]).all() and np.isfinite(np.delete(result.scores, [3, 6])).all()
+    assert result.labels[[3, 6]].tolist() == [-1, -1]
+    accuracy = zero_shot_accuracy(model, processor, ds, ["cat", "dog"], ["a {}"], label_column="label")
+    assert accuracy * 6 == pytest.approx(round(accuracy * 6))  # a fraction of the 6 decodable images
+
+
+def test_class_names_are_cleaned_into_prompts():
+    model, processor = hfdc.models.tiny("clip"), hfdc.models.tiny_processor("clip")
+    templates = ["a photo of a {}.", "a {}"]
+    raw = class_text_embeddings(model, processor, ["tench, Tinca tinca", "great_white_shark, man-eater"], templates)
+    clean = class_text_embeddings(model, processor, ["tench", "great white shark"], templates)
+    torch.testing.assert_close(raw, clean)
+
+
+def data_order(seed: int, folder) -> list[list[int]]:
+    config = ClipCovConfig(output_dir=str(folder), seed=seed, per_device_train_batch_size=4, use_cpu=True)
+    trainer = Trainer(
+        model=torch.nn.Linear(1, 1),
+        args=config,
+        train_dataset=Dataset.from_dict({"i": list(range(16))}),
+        data_collator=lambda rows: {"i": torch.tensor([row["i"] for row in rows])},
+    )
+    return [batch["i"].tolist() for batch in trainer.get_train_dataloader()]
+
+
+def test_seed_sets_the_training_data_order(tmp_path):
+    first = data_order(0, tmp_path)
+    assert data_order(0, tmp_path) == first
+    assert data_order(1, tmp_path) != first  # ClipCovConfig used to fix Trainer's data_seed at 0
+    assert ClipCovConfig(output_dir=str(tmp_path)).data_seed is None
 
 
 def test_clip_training_lowers_the_contrastive_loss(shapes, tmp_path):
@@ -104,17 +168,26 @@ def test_class_prompt_embeddings_average_templates():
         class_text_embeddings(model, processor, ["circle"], ["no placeholder"])
 
 
+@torch.no_grad()
+def accuracy_by_hand(folder: Path, test: Dataset, names: list[str], template: str) -> float:
+    """Zero-shot accuracy of the saved CLIP, written out with the model's own feature functions."""
+    model, processor = CLIPModel.from_pretrained(folder), CLIPProcessor.from_pretrained(folder)
+    tokens = processor.tokenizer([template.format(n) for n in names], padding=True, return_tensors="pt")
+    prompts = model.get_text_features(**tokens).pooler_output
+    pixels = processor.image_processor(images=list(test["image"]), return_tensors="pt")["pixel_values"]
+    images = model.get_image_features(pixel_values=pixels).pooler_output
+    similarity = (images / images.norm(dim=1, keepdim=True)) @ (prompts / prompts.norm(dim=1, keepdim=True)).T
+    return float((similarity.argmax(1).numpy() == np.asarray(test["label"])).mean())
+
+
 def test_cli_selects_publishes_and_trains(tmp_path):
     out = tmp_path / "run"
+    params = {"n_train": 60, "n_validation": 24, "n_test": 12}
     argv = [
         "--output_dir",
         str(out),
-        "--n_train",
-        "60",
-        "--n_validation",
-        "24",
-        "--n_test",
-        "12",
+        "--dataset_params",
+        json.dumps(params),
         "--prompt_templates",
         "a {}",
         "--fraction",
@@ -135,7 +208,10 @@ def test_cli_selects_publishes_and_trains(tmp_path):
     metrics = run_command("clipcov", argv)
     assert metrics["selected_rows"] == 15 and metrics["pool_rows"] == 60
     assert sum(v for k, v in metrics.items() if k.startswith("selected_in_class_")) == 15
-    assert 0 <= metrics["zero_shot_accuracy"] <= 1
+    test = hfdc.data.load("shapes", **params)["test"]
+    names = test.features["label"].names
+    assert metrics["zero_shot_accuracy"] == round(accuracy_by_hand(out / "model", test, names, "a {}"), 4)
+    assert 0 < metrics["cross_covariance_error"] < 1 and metrics["skipped_undecodable_images"] == 0
     assert json.loads((out / "metrics.json").read_text()) == metrics
     subset = Dataset.load_from_disk(str(out / "subset"))
     assert len(subset) == 15 and "clipcov_score" in subset.column_names

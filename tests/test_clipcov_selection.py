@@ -1,16 +1,19 @@
-"""CLIPCov selection core: hand-computed scores, greedy vs a reference loop, sharding, budgets, errors."""
+"""CLIPCov selection core: hand-computed scores and penalties, the greedy and the global allocation against
+notebook-style reference loops, sharding, the cross-covariance error, baselines, errors."""
 
 import math
+import threading
+from collections import defaultdict
 
 import numpy as np
 import pytest
 import torch
 
 from hfdc.clipcov import baselines, select
+from hfdc.clipcov import partition as partition_module
 from hfdc.clipcov import selection as selection_module
-from hfdc.clipcov.budgets import class_budgets
-from hfdc.clipcov.greedy import diminishing_returns_greedy
-from hfdc.clipcov.scores import normalize
+from hfdc.clipcov.greedy import ClassGreedy
+from hfdc.clipcov.scores import ClassScores
 
 
 def two_class_example():
@@ -19,6 +22,11 @@ def two_class_example():
     text = np.array([[1, 0], [0.8, 0.6], [0, 1], [0.6, 0.8]], dtype=np.float32)
     class_text = np.array([[1, 0], [0, 1]], dtype=np.float32)
     return image, text, np.array([0, 0, 1, 1]), class_text
+
+
+def unit(rows):
+    rows = np.asarray(rows, dtype=np.float64)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
 def test_scores_match_hand_computed_values():
@@ -48,6 +56,36 @@ def test_threshold_zeroes_small_similarities():
     np.testing.assert_allclose(result.scores[:2], [expected0, expected1], atol=1e-5)
 
 
+def test_mean_penalty_averages_over_the_other_present_classes():
+    # three latent classes of sizes 2, 1, 2 from the prompts e1, e2, e3; a fourth prompt (-e1) wins no image,
+    # so each penalty averages over the 2 other present classes, never over the own class or the empty one
+    image = np.array([[3.0, 0.5, 0.2], [0.9, 0.1, 0.4], [0.2, 2.0, 0.1], [0.1, 0.3, 1.0], [0.3, 0.2, 0.8]])
+    text = np.array([[1.0, 0.4, 0.0], [0.7, 0.0, 0.6], [0.3, 1.0, 0.3], [0.0, 0.4, 1.0], [0.5, 0.1, 0.9]])
+    prompts = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [-1.0, 0, 0]])
+    labels = np.array([0, 0, 1, 2, 2])
+    x, y = unit(image), unit(text)
+    image_centroid = {c: unit([x[labels == c].sum(0)])[0] for c in range(3)}
+    text_centroid = {c: unit([y[labels == c].sum(0)])[0] for c in range(3)}
+    penalty = np.array(
+        [
+            sum(x[i] @ text_centroid[o] + y[i] @ image_centroid[o] for o in range(3) if o != labels[i]) / 2
+            for i in range(5)
+        ]
+    )
+    sims = np.clip(x @ y.T, 0, None)
+    cross = np.array([(sims[i, labels == labels[i]].sum() + sims[labels == labels[i], i].sum()) for i in range(5)])
+    cross /= np.bincount(labels)[labels]
+    expected = cross + 2 * (x * y).sum(1) + (y * prompts[labels]).sum(1) / 2 - penalty
+    result = select(
+        image.astype(np.float32), text.astype(np.float32), 0.4, class_text_embeds=prompts, penalty="mean",
+        show_progress=False,
+    )  # fmt: skip
+    assert result.labels.tolist() == labels.tolist()
+    np.testing.assert_allclose(result.scores, expected, atol=1e-5)
+    # a plain value from the formula: row 2 is alone in class 1, so its cross term is 2 * easiness
+    assert abs(result.scores[2] - (4 * (x[2] @ y[2]) + y[2, 1] / 2 - penalty[2])) < 1e-5
+
+
 def test_no_threshold_fast_path_equals_threshold_below_all_similarities():
     rng = np.random.default_rng(0)
     image, text = rng.normal(size=(40, 8)).astype(np.float32), rng.normal(size=(40, 8)).astype(np.float32)
@@ -58,79 +96,201 @@ def test_no_threshold_fast_path_equals_threshold_below_all_similarities():
     assert fast.indices.tolist() == slow.indices.tolist()
 
 
-def reference_greedy(image, text, scores, budget, block_size, threshold):
-    """One pick at a time, the deduction written out element by element after every block."""
-    n = len(scores)
-    sim = image @ text.T
-    k = np.where(sim >= threshold, sim, 0.0)
-    current, picked, block = scores.astype(np.float64).copy(), [], []
-    for _ in range(budget):
-        best = max((j for j in range(n) if j not in picked), key=lambda j: current[j])
-        picked.append(best)
-        block.append(best)
-        if len(block) == block_size:
-            for j in range(n):
-                current[j] -= sum(k[j, b] + k[b, j] for b in block) / n
-            block = []
-    return picked
+def thresholded(x, y, threshold):
+    sim = x @ y.T
+    return np.where(sim >= threshold, sim, 0.0)
 
 
-def test_greedy_equals_reference_loop():
+def test_class_stream_equals_reference_loop():
+    """One class: one pick at a time, the deductions written out element by element after every block."""
     rng = np.random.default_rng(1)
-    image = normalize(torch.from_numpy(rng.normal(size=(30, 6)))).numpy()
-    text = normalize(torch.from_numpy(rng.normal(size=(30, 6)))).numpy()
-    scores = 0.05 * rng.normal(size=30)  # on the scale of the deductions
-    picks = diminishing_returns_greedy(
-        torch.from_numpy(image),
-        torch.from_numpy(text),
-        scores,
-        13,
-        tiebreak=np.arange(30),
-        block_size=4,
-        threshold=0.1,
+    image, text = unit(rng.normal(size=(30, 6))), unit(rng.normal(size=(30, 6)))
+    scores, cross, label = 0.05 * rng.normal(size=30), rng.uniform(0, 0.3, 30), rng.uniform(-0.2, 0.4, 30)
+    k = thresholded(image, text, 0.1)
+    current, picked, values = scores.copy(), [], []
+    for t in range(13):
+        best = max((j for j in range(30) if j not in picked), key=lambda j: current[j])
+        picked.append(best)
+        values.append(current[best])
+        if (t + 1) % 4 == 0:
+            block = picked[-4:]
+            for j in range(30):
+                current[j] -= sum(k[j, b] + k[b, j] for b in block) / 30
+                current[j] -= (sum(cross[picked]) + sum(label[block]) / 2) / 30
+    stream = ClassGreedy(
+        ClassScores(*(torch.from_numpy(a) for a in (scores, cross, label))), np.arange(30), block_size=4
     )
-    assert picks.tolist() == reference_greedy(image, text, scores, 13, 4, 0.1)
-    # the deduction changes the picks compared with plain top-k
-    assert set(picks.tolist()) != set(np.argsort(-scores)[:13].tolist())
+    stream.extend(torch.from_numpy(image).float(), torch.from_numpy(text).float(), 13, threshold=0.1)
+    assert len(stream) == 16  # whole blocks
+    assert stream.positions[:13].tolist() == picked
+    np.testing.assert_allclose(stream.values[:13], values, atol=1e-6)
+    assert set(picked) != set(np.argsort(-scores)[:13].tolist())  # the deductions change the picks
 
 
-def test_sharded_selection_equals_unsharded(monkeypatch):
-    rng = np.random.default_rng(2)
-    image, text = rng.normal(size=(300, 16)).astype(np.float32), rng.normal(size=(300, 16)).astype(np.float32)
-    labels = rng.integers(0, 7, 300)
-    full = select(image, text, 0.2, labels=labels, block_size=5, show_progress=False)
-    monkeypatch.setattr(selection_module, "gather_shards", lambda rows, scores: (rows, scores))
-    parts = []
-    for index in range(3):
-        monkeypatch.setattr(selection_module, "process_shard", lambda index=index: (index, 3))
-        parts.append(select(image, text, 0.2, labels=labels, block_size=5, show_progress=False))
-    assert sorted(np.concatenate([p.indices for p in parts]).tolist()) == full.indices.tolist()
-    owned = [~np.isnan(p.scores) for p in parts]
-    assert (sum(o.astype(int) for o in owned) == 1).all()  # every row scored by exactly one shard
-    merged = np.select(owned, [p.scores for p in parts])
-    np.testing.assert_array_equal(merged, full.scores)
+def notebook_global_greedy(image, text, labels, scores, cross, label, total, block, threshold):
+    """The authors' notebook loop: one list over all pairs, a class's scores lowered after each of its blocks."""
+    current, subset = scores.astype(np.float64).copy(), []
+    picked, new = defaultdict(list), defaultdict(list)
+    while len(subset) < total:
+        best = max((j for j in range(len(scores)) if j not in subset), key=lambda j: current[j])
+        subset.append(best)
+        c = labels[best]
+        picked[c].append(best)
+        new[c].append(best)
+        if len(picked[c]) % block == 0:
+            members = np.flatnonzero(labels == c)
+            k_in = thresholded(image[members], text[new[c]], threshold).sum(1)
+            k_out = thresholded(image[new[c]], text[members], threshold).sum(0)
+            current[members] -= (k_in + k_out) / len(members)
+            current[members] -= sum(cross[picked[c]]) / len(members)
+            current[members] -= sum(label[new[c]]) / 2 / len(members)
+            new[c] = []
+    return sorted(subset)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_budgets_sum_exactly_and_fit_classes(seed):
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(0, 50, rng.integers(1, 30))
-    sizes[0] += 1
-    fraction = float(rng.uniform(0.01, 1))
-    budgets = class_budgets(sizes, fraction)
-    assert budgets.sum() == round(fraction * sizes.sum())
-    assert (budgets <= sizes).all() and (budgets >= 0).all()
-    assert (np.abs(budgets - sizes * budgets.sum() / sizes.sum()) < 1).all()
+def class_terms(image, text, labels, prompts, threshold):
+    """cross_i and label_i of every pair (the terms the class-wide deductions use)."""
+    cross, label = np.zeros(len(labels)), np.zeros(len(labels))
+    for c in np.unique(labels):
+        m = np.flatnonzero(labels == c)
+        k = thresholded(image[m], text[m], threshold)
+        cross[m] = (k.sum(1) + k.sum(0)) / len(m)
+        label[m] = text[m] @ prompts[c]
+    return cross, label
 
 
-def test_selection_size_and_per_class_counts():
+def test_global_allocation_equals_the_notebook_loop():
+    rng = np.random.default_rng(11)
+    centres = rng.normal(size=(4, 8))
+    labels = np.repeat([0, 1, 2, 3], [40, 25, 15, 10])
+    image = unit(centres[labels] + 0.9 * rng.normal(size=(90, 8)))
+    text = unit(image + 0.8 * rng.normal(size=(90, 8)))
+    prompts = unit(centres + 0.3 * rng.normal(size=(4, 8)))
+    args = (image.astype(np.float32), text.astype(np.float32), 0.3)
+    kwargs = {"labels": labels, "class_text_embeds": prompts.astype(np.float32), "block_size": 3}
+    result = select(*args, **kwargs, show_progress=False)
+    cross, label = class_terms(image, text, labels, prompts, 0.0)
+    expected = notebook_global_greedy(image, text, labels, result.scores, cross, label, 27, 3, 0.0)
+    assert result.indices.tolist() == expected
+    proportional = select(*args, **kwargs, allocation="proportional", show_progress=False)
+    # group_budgets: quotas 12, 7.5, 4.5, 3; the equal remainders 0.5 go to the larger class
+    assert proportional.per_class == {0: 12, 1: 8, 2: 4, 3: 3}
+    assert result.per_class != proportional.per_class  # the classes competed
+
+
+def test_proportional_allocation_is_per_class_top_of_the_stream():
     rng = np.random.default_rng(3)
     image, text = rng.normal(size=(101, 8)).astype(np.float32), rng.normal(size=(101, 8)).astype(np.float32)
     labels = np.repeat([0, 1, 2], [50, 30, 21])
-    result = select(image, text, 0.1, labels=labels, show_progress=False)
+    result = select(image, text, 0.1, labels=labels, allocation="proportional", show_progress=False)
     assert len(result.indices) == 10 and len(set(result.indices.tolist())) == 10
     assert result.per_class == {0: 5, 1: 3, 2: 2}
-    assert sum(result.per_class.values()) == len(result.indices)
+    for c, n in result.per_class.items():  # one block per class: the class's n best scores
+        members = np.flatnonzero(labels == c)
+        best = members[np.argsort(-result.scores[members], kind="stable")[:n]]
+        assert sorted(best.tolist()) == [i for i in result.indices.tolist() if labels[i] == c]
+
+
+class Recorded:
+    """A row-indexable array that records, per fake process, which rows were read."""
+
+    def __init__(self, array, group):
+        self.array, self.group = array, group
+        self.shape, self.dtype = array.shape, array.dtype
+        self.reads = defaultdict(set)
+
+    def __len__(self):
+        return len(self.array)
+
+    def __getitem__(self, key):
+        rows = np.arange(len(self.array))[key]
+        self.reads[self.group.local.rank].update(np.atleast_1d(rows).tolist())
+        return self.array[key]
+
+    def __array__(self, dtype=None, copy=None):  # read whole
+        return self[:].astype(dtype or self.dtype)
+
+
+class FakeProcesses:
+    """``count`` threads standing in for accelerate processes: a rank each, and an all-gather on a barrier."""
+
+    def __init__(self, count, monkeypatch):
+        self.count, self.local = count, threading.local()
+        self.barrier, self.slots = threading.Barrier(count, timeout=60), [None] * count
+        for module in (partition_module, selection_module):
+            monkeypatch.setattr(module, "process_shard", lambda: (self.local.rank, count))
+            monkeypatch.setattr(module, "gather", self.gather)
+
+    def gather(self, obj):
+        self.slots[self.local.rank] = obj
+        self.barrier.wait()
+        out = list(self.slots)
+        self.barrier.wait()
+        return out
+
+    def run(self, fn):
+        results, errors = [None] * self.count, []
+
+        def target(rank):
+            self.local.rank = rank
+            try:
+                results[rank] = fn()
+            except Exception as err:  # surfaced below, after every thread stopped
+                errors.append(err)
+                self.barrier.abort()
+
+        threads = [threading.Thread(target=target, args=(r,)) for r in range(self.count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return results
+
+
+@pytest.mark.parametrize("allocation", ["global", "proportional"])
+def test_sharded_selection_equals_unsharded_and_reads_only_own_rows(monkeypatch, allocation):
+    rng = np.random.default_rng(2)
+    image, text = rng.normal(size=(300, 16)).astype(np.float32), rng.normal(size=(300, 16)).astype(np.float32)
+    prompts = rng.normal(size=(7, 16)).astype(np.float32)
+    kwargs = {"class_text_embeds": prompts, "block_size": 5, "allocation": allocation, "show_progress": False}
+    full = select(image, text, 0.2, **kwargs)
+    group = FakeProcesses(3, monkeypatch)
+    recorded = Recorded(image, group), Recorded(text, group)
+    parts = group.run(lambda: select(*recorded, 0.2, **kwargs))
+    for part in parts:
+        np.testing.assert_array_equal(part.indices, full.indices)
+        np.testing.assert_array_equal(part.scores, full.scores)
+        assert part.cross_covariance_error == pytest.approx(full.cross_covariance_error, rel=1e-6)
+    sizes = np.bincount(full.labels, minlength=7)
+    for rank in range(3):  # its contiguous third of the rows, then the rows of the classes it owns
+        owned = [c for c in np.lexsort((np.arange(7), -sizes)) if sizes[c]][rank::3]
+        allowed = set(range(100 * rank, 100 * rank + 100)) | set(np.flatnonzero(np.isin(full.labels, owned)).tolist())
+        for array in recorded:
+            assert array.reads[rank] <= allowed
+            assert len(array.reads[rank]) < 300 * 0.8
+
+
+def test_cross_covariance_error_matches_hand_computation():
+    # unit rows x = (1, 0), (0.6, 0.8), (0, 1); y = (0.8, 0.6), (1, 0), (0, 1), given at other lengths
+    image = np.array([[2, 0], [0.3, 0.4], [0, 5]], dtype=np.float32)
+    text = np.array([[0.4, 0.3], [3, 0], [0, 1]], dtype=np.float32)
+    # Sigma(V) = [[1.4, 0.6], [0.8, 1]] / 3; CLIP-score keeps rows 0 and 2 (cosines 0.8, 0.6, 1):
+    # Sigma(S) = [[0.8, 0.6], [0, 1]] / 2; difference [[-1/15, 0.1], [-4/15, 1/6]]
+    expected = math.sqrt((1 / 15) ** 2 + 0.1**2 + (4 / 15) ** 2 + (1 / 6) ** 2)
+    result = baselines.clip_score(image, text, 2 / 3)
+    assert result.indices.tolist() == [0, 2]
+    assert result.cross_covariance_error == pytest.approx(expected, abs=1e-6)
+    assert expected == pytest.approx(0.336650, abs=1e-6)
+    everything = baselines.random_subset(image, text, 1.0)
+    assert everything.cross_covariance_error == pytest.approx(0.0, abs=1e-7)
+    labels = np.array([0, 1, 1])
+    clipcov = select(image, text, 2 / 3, labels=labels, show_progress=False)
+    x, y = unit(image), unit(text)
+    picked = clipcov.indices
+    by_hand = np.einsum("ni,nj->ij", x[picked], y[picked]) / 2 - np.einsum("ni,nj->ij", x, y) / 3
+    assert clipcov.cross_covariance_error == pytest.approx(np.linalg.norm(by_hand), abs=1e-6)
 
 
 def test_latent_classes_from_class_prompts():
@@ -143,16 +303,16 @@ def test_latent_classes_from_class_prompts():
     np.testing.assert_array_equal(with_prompts.scores, with_labels.scores)
 
 
-def test_deterministic_for_a_seed_and_seed_breaks_ties():
+@pytest.mark.parametrize("allocation", ["global", "proportional"])
+def test_deterministic_for_a_seed_and_seed_breaks_ties(allocation):
     image = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (20, 1))
-    labels = np.zeros(20, dtype=np.int64)
-    runs = {
-        seed: select(image, image, 0.25, labels=labels, seed=seed, show_progress=False).indices.tolist()
+    labels = np.repeat([0, 1], 10)
+    runs = [
+        select(image, image, 0.25, labels=labels, seed=seed, allocation=allocation, show_progress=False)
         for seed in (0, 0, 1)
-    }
-    again = select(image, image, 0.25, labels=labels, seed=0, show_progress=False).indices.tolist()
-    assert runs[0] == again
-    assert runs[0] != runs[1]
+    ]
+    assert runs[0].indices.tolist() == runs[1].indices.tolist()
+    assert runs[0].indices.tolist() != runs[2].indices.tolist()
 
 
 @pytest.mark.parametrize("method", ["random", "clip_score", "semdedup"])
@@ -164,6 +324,7 @@ def test_baselines_share_the_interface(method):
     a = fn(image, text, 0.25, labels=labels, seed=0)
     assert len(a.indices) == 15 and len(set(a.indices.tolist())) == 15 and a.method == method
     assert sum(a.per_class.values()) == 15
+    assert a.cross_covariance_error > 0
     np.testing.assert_array_equal(a.indices, fn(image, text, 0.25, labels=labels, seed=0).indices)
 
 
@@ -174,13 +335,22 @@ def test_clip_score_keeps_most_aligned_pairs():
     assert result.indices.tolist() == [0, 2]
 
 
-def test_semdedup_drops_near_duplicates_first():
+def test_semdedup_keeps_the_copy_farther_from_the_centroid():
+    """One cluster: rows ordered farthest-first from the centroid; a row's score is -max cos to earlier rows."""
     rng = np.random.default_rng(5)
-    base = rng.normal(size=(10, 16)).astype(np.float32)
-    image = np.concatenate([base, base + 1e-3 * rng.normal(size=(10, 16)).astype(np.float32)])
-    result = baselines.semdedup(image, image, 0.5, seed=0, num_clusters=2)
-    kept = set(result.indices.tolist())
-    assert all((i in kept) != (i + 10 in kept) for i in range(10))  # one copy of each duplicate pair
+    base = unit(rng.normal(size=(8, 6)) + 2.0)  # one cluster around (1, ..., 1)
+    centroid = unit([base.sum(0)])[0]
+    copies = unit(base + 0.05 * (base - centroid))  # each copy a little farther from the centroid
+    image = np.concatenate([base, copies]).astype(np.float32)
+    result = baselines.semdedup(image, image, 0.5, seed=0, num_clusters=1)
+    x = unit(image)
+    mean = unit([x.sum(0)])[0]
+    order = np.argsort(x @ mean, kind="stable")  # farthest first
+    expected = np.empty(16)
+    for t, i in enumerate(order):
+        expected[i] = -max((x[j] @ x[i] for j in order[:t]), default=-1.0)
+    np.testing.assert_allclose(result.scores, expected, atol=1e-5)
+    assert result.indices.tolist() == list(range(8, 16))  # the farther copy of every pair
 
 
 def test_bad_input_raises_clear_errors():
@@ -206,3 +376,5 @@ def test_bad_input_raises_clear_errors():
         select(image, text, 0.5)
     with pytest.raises(ValueError, match="penalty"):
         select(image, text, 0.5, labels=labels, penalty="sum")
+    with pytest.raises(ValueError, match="allocation"):
+        select(image, text, 0.5, labels=labels, allocation="quota")

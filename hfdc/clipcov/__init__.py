@@ -10,6 +10,7 @@ precomputed embeddings; ``baselines`` holds random, CLIP-score and SemDeDup behi
 from hfdc.clipcov import baselines
 from hfdc.clipcov.dataset import select_dataset
 from hfdc.clipcov.embed import clip_embeddings
-from hfdc.clipcov.selection import SelectionResult, latent_classes, select
+from hfdc.clipcov.partition import latent_classes
+from hfdc.clipcov.selection import SelectionResult, select
 
 __all__ = ["SelectionResult", "baselines", "clip_embeddings", "latent_classes", "select", "select_dataset"]

@@ -10,16 +10,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hfdc.clipcov.budgets import check_fraction
+from hfdc.clipcov.checks import check_embeddings, check_finite, check_fraction, check_labels, read_rows
+from hfdc.clipcov.covariance import cross_covariance_error, cross_covariance_sum
 from hfdc.clipcov.greedy import ranked
+from hfdc.clipcov.partition import latent_classes
 from hfdc.clipcov.scores import normalize
-from hfdc.clipcov.selection import (
-    SelectionResult,
-    check_embeddings,
-    check_labels,
-    latent_classes,
-    per_class_counts,
-)
+from hfdc.clipcov.selection import SelectionResult, per_class_counts
 
 
 def top_rows(scores: np.ndarray, total: int, seed: int) -> np.ndarray:
@@ -28,40 +24,53 @@ def top_rows(scores: np.ndarray, total: int, seed: int) -> np.ndarray:
     return np.sort(ranked(scores, tiebreak)[:total])
 
 
-def finish(method, scores, rows, labels, image, class_text, params) -> SelectionResult:
-    """The result, with per-class counts from ``labels`` or, failing those, zero-shot latent classes."""
+def checked(image_embeds, text_embeds, fraction, class_text_embeds):
+    """(image, text, class_text, total budget), the embeddings read whole and checked for NaN / inf."""
+    image, text, class_text = check_embeddings(image_embeds, text_embeds, class_text_embeds)
+    total = check_fraction(fraction, image.shape[0])
+    image, text = np.asarray(image[:]), np.asarray(text[:])
+    check_finite(image, "image_embeds")
+    check_finite(text, "text_embeds")
+    return image, text, class_text, total
+
+
+def finish(method, scores, rows, labels, image, text, class_text, params) -> SelectionResult:
+    """The result, with per-class counts from ``labels`` or, failing those, zero-shot latent classes, and the
+    subset's cross-covariance error."""
     if labels is not None:
         labels = check_labels(labels, len(scores), None if class_text is None else class_text.shape[0])[0]
     elif class_text is not None:
         labels = latent_classes(image, class_text)
-    return SelectionResult(rows, scores, per_class_counts(labels, rows), labels, method, params)
+    error = cross_covariance_error(
+        cross_covariance_sum(image, text, rows), len(rows), cross_covariance_sum(image, text), len(scores)
+    )
+    return SelectionResult(rows, scores, per_class_counts(labels, rows), labels, method, params, error)
 
 
 def random_subset(image_embeds, text_embeds, fraction, labels=None, class_text_embeds=None, seed=0) -> SelectionResult:
     """Uniformly random rows without replacement (score = the seeded random priority)."""
-    image, _, class_text = check_embeddings(image_embeds, text_embeds, class_text_embeds)
-    total = check_fraction(fraction, image.shape[0])
+    image, text, class_text, total = checked(image_embeds, text_embeds, fraction, class_text_embeds)
     scores = np.random.default_rng(seed).random(image.shape[0]).astype(np.float32)
     rows = np.sort(np.argsort(-scores, kind="stable")[:total])
-    return finish("random", scores, rows, labels, image, class_text, {"fraction": fraction, "seed": seed})
+    return finish("random", scores, rows, labels, image, text, class_text, {"fraction": fraction, "seed": seed})
 
 
 def clip_score(
     image_embeds, text_embeds, fraction, labels=None, class_text_embeds=None, seed=0, chunk_rows: int = 65536
 ) -> SelectionResult:
     """CLIP-score filtering: the rows with the highest cos(img_i, cap_i) (Hessel et al. 2021; DataComp)."""
-    image, text, class_text = check_embeddings(image_embeds, text_embeds, class_text_embeds)
-    total = check_fraction(fraction, image.shape[0])
+    image, text, class_text, total = checked(image_embeds, text_embeds, fraction, class_text_embeds)
     scores = np.empty(image.shape[0], dtype=np.float32)
     for start in range(0, image.shape[0], chunk_rows):
-        stop = start + chunk_rows
-        scores[start:stop] = (normalize(image[start:stop]) * normalize(text[start:stop])).sum(1).numpy()
+        rows = slice(start, start + chunk_rows)
+        scores[rows] = (read_rows(image, rows) * read_rows(text, rows)).sum(1).numpy()
     return finish(
         "clip_score",
         scores,
         top_rows(scores, total, seed),
         labels,
         image,
+        text,
         class_text,
         {"fraction": fraction, "seed": seed},
     )
@@ -89,9 +98,8 @@ def semdedup(
     """
     from sklearn.cluster import KMeans
 
-    image, _, class_text = check_embeddings(image_embeds, text_embeds, class_text_embeds)
-    total = check_fraction(fraction, image.shape[0])
-    embeds = normalize(image)
+    image, text, class_text, total = checked(image_embeds, text_embeds, fraction, class_text_embeds)
+    embeds = read_rows(image, slice(None))
     k = num_clusters or max(1, int(round(np.sqrt(image.shape[0]))))
     k = min(k, image.shape[0])
     kmeans = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(embeds.numpy())
@@ -111,6 +119,7 @@ def semdedup(
         top_rows(scores, total, seed),
         labels,
         image,
+        text,
         class_text,
         {"fraction": fraction, "seed": seed, "num_clusters": k},
     )

@@ -10,14 +10,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from transformers import CLIPModel, CLIPProcessor
 
+import hfdc.data
 from hfdc.clipcov.config import ClipCovConfig
 from hfdc.clipcov.dataset import class_names_of, select_dataset
-from hfdc.clipcov.train import train_clip, zero_shot_accuracy
+from hfdc.clipcov.train import prompt_name, train_clip, zero_shot_accuracy
+from hfdc.data import card_name
 from hfdc.distributed import process_state
 from hfdc.hub import push_dataset, push_model
 
@@ -29,29 +32,42 @@ MAX_CLASSES_IN_CARD = 50  # more classes: the card gets min / median / max, per_
 
 
 def load_splits(config: ClipCovConfig):
-    """(pool to select from, proxy training split or None, labelled evaluation split or None)."""
-    import datasets
+    """(pool to select from, proxy training split or None, labelled evaluation split or None).
 
-    if config.data != "shapes" and config.proxy_model is None:
-        raise ValueError(
-            f"data={config.data!r} needs proxy_model= (a pretrained CLIP, e.g. openai/clip-vit-base-patch32)"
-        )
-    if config.data == "shapes":
-        import hfdc.data
+    All from ``hfdc.data.load(dataset, **dataset_params)`` (splits ``pool_split``, ``proxy_split`` without a
+    ``proxy_model``, ``eval_split``), the evaluation data from ``eval_dataset`` when it is set.
+    """
+    from datasets import DatasetDict
 
-        splits = hfdc.data.load(
-            "shapes",
-            n_train=config.n_train,
-            n_validation=config.n_validation,
-            n_test=config.n_test,
-            noise_fraction=config.noise_fraction,
-            seed=config.data_seed,
-        )
-        proxy = None if config.proxy_model else splits[config.proxy_split]
-        return splits["train"], proxy, splits["test"]
-    pool = datasets.load_dataset(config.data, data_files=config.data_files, split=config.data_split)
-    evaluation = datasets.load_dataset(config.eval_data, split=config.eval_split) if config.eval_data else None
-    return pool, None, evaluation
+    data = hfdc.data.load(config.dataset, **config.dataset_params)
+    splits = data if isinstance(data, DatasetDict) else {config.pool_split: data}
+    if config.pool_split not in splits:
+        raise ValueError(f"dataset {config.dataset!r} has splits {sorted(splits)}; set pool_split to one of them")
+    proxy = None
+    if config.proxy_model is None:
+        if config.proxy_split not in splits or config.proxy_split == config.pool_split:
+            raise ValueError(
+                f"dataset {config.dataset!r} has no split {config.proxy_split!r} apart from the pool to train a proxy "
+                "on: set proxy_model= (a pretrained CLIP, e.g. openai/clip-vit-base-patch32) or proxy_split="
+            )
+        proxy = splits[config.proxy_split]
+    if config.eval_dataset is None:
+        evaluation = splits.get(config.eval_split)
+    elif hfdc.data.is_embedded(config.eval_dataset):
+        evaluation = hfdc.data.load(config.eval_dataset)[config.eval_split]
+    else:
+        evaluation = hfdc.data.load(config.eval_dataset, split=config.eval_split)
+    return splits[config.pool_split], proxy, evaluation
+
+
+def evaluate(model, processor, evaluation, class_names, config: ClipCovConfig) -> float | None:
+    """Zero-shot accuracy on ``evaluation`` (rounded), computed on the main process only; None elsewhere."""
+    if evaluation is None or not process_state().is_main_process:
+        return None
+    accuracy = zero_shot_accuracy(
+        model, processor, evaluation, class_names, config.prompt_templates, config.image_column, config.label_column
+    )
+    return round(accuracy, 4)
 
 
 def new_clip(name: str, seed: int):
@@ -86,23 +102,13 @@ def proxy_clip(config: ClipCovConfig, proxy_data, class_names, evaluation, out: 
         config.image_column,
         config.caption_column,
     )
-    figures = {"proxy_training_rows": len(proxy_data)}
-    if evaluation is not None:
-        figures["zero_shot_accuracy"] = round(
-            zero_shot_accuracy(
-                model,
-                processor,
-                evaluation,
-                class_names,
-                config.prompt_templates,
-                config.image_column,
-                config.label_column,
-            ),
-            4,
-        )
     folder = out / "proxy"
+    accuracy = evaluate(model, processor, evaluation, class_names, config)
     if not process_state().is_main_process:
         return model, processor, str(folder)
+    figures = {"proxy_training_rows": len(proxy_data)}
+    if accuracy is not None:
+        figures["zero_shot_accuracy"] = accuracy
     push_model(
         model,
         output_dir=folder,
@@ -110,19 +116,25 @@ def proxy_clip(config: ClipCovConfig, proxy_data, class_names, evaluation, out: 
             "method": "clipcov",
             "paper": PAPER,
             "arxiv": ARXIV,
-            "datasets": [config.data],
+            "datasets": [card_name(config.dataset)],
             "figures": figures,
             "description": f"Proxy CLIP trained contrastively on the '{config.proxy_split}' split (disjoint from the "
             "pool it scores) to embed images and captions for CLIPCov selection.",
-            "config": {
-                "proxy_epochs": config.proxy_epochs,
-                "caption_column": config.caption_column,
-                "seed": config.seed,
-            },
+            "config": config,
         },
     )
     processor.save_pretrained(folder)
     return model, processor, str(folder)
+
+
+def named_counts(per_class: dict[int, int], class_names: list[str] | None) -> dict[str, int]:
+    """Selected rows per class keyed by the class's prompt name ("tench"); "<name> (<id>)" where names repeat."""
+    names = [prompt_name(n) for n in class_names or []]
+    repeated = {n for n, k in Counter(names).items() if k > 1}
+    return {
+        (str(c) if c >= len(names) else f"{names[c]} ({c})" if names[c] in repeated else names[c]): n
+        for c, n in per_class.items()
+    }
 
 
 def selection_card(config, result, subset, proxy_name, class_names) -> dict:
@@ -131,12 +143,13 @@ def selection_card(config, result, subset, proxy_name, class_names) -> dict:
         "budget_fraction": config.fraction,
         "selected_rows": len(result),
         "pool_rows": len(result.scores),
+        "skipped_undecodable_images": result.skipped,
+        "cross_covariance_error": round(result.cross_covariance_error, 6),
         **result.score_statistics(),
     }
     if "is_noisy" in subset.column_names:
         figures["noisy_caption_fraction_selected"] = round(float(np.mean(subset["is_noisy"])), 4)
-    names = class_names or []
-    counts = {names[c] if c < len(names) else str(c): n for c, n in result.per_class.items()}
+    counts = named_counts(result.per_class, class_names)
     if len(counts) <= MAX_CLASSES_IN_CARD:
         figures.update({f"selected_in_class_{name}": n for name, n in counts.items()})
     elif counts:
@@ -154,24 +167,11 @@ def selection_card(config, result, subset, proxy_name, class_names) -> dict:
         "paper": PAPER,
         "arxiv": ARXIV,
         "base_model": proxy_name,
-        "datasets": [config.data],
+        "datasets": [card_name(config.dataset)],
         "tags": ["subset-selection", "clip", config.method],
         "description": f"{len(result)} of {len(result.scores)} image-caption pairs selected with `{config.method}` "
         f"(budget {config.fraction:g}); column `{config.method}_score` holds each row's score.",
-        "config": {
-            k: getattr(config, k)
-            for k in (
-                "method",
-                "fraction",
-                "threshold",
-                "block_size",
-                "penalty",
-                "use_labels",
-                "prompt_templates",
-                "seed",
-                "caption_column",
-            )
-        },
+        "config": config,
         "figures": figures,
     }
 
@@ -179,7 +179,12 @@ def selection_card(config, result, subset, proxy_name, class_names) -> dict:
 def method_kwargs(config: ClipCovConfig) -> dict:
     """The config fields that the chosen selection method takes."""
     if config.method == "clipcov":
-        return {"threshold": config.threshold, "block_size": config.block_size, "penalty": config.penalty}
+        return {
+            "threshold": config.threshold,
+            "block_size": config.block_size,
+            "penalty": config.penalty,
+            "allocation": config.allocation,
+        }
     if config.method == "semdedup":
         return {"num_clusters": config.num_clusters}
     return {}
@@ -229,30 +234,12 @@ def run(config: ClipCovConfig) -> dict:
             config.caption_column,
         )
         metrics["train_loss"] = round(trainer.state.log_history[-1].get("train_loss", float("nan")), 4)
-        if evaluation is not None:
-            metrics["zero_shot_accuracy"] = round(
-                zero_shot_accuracy(
-                    model,
-                    model_processor,
-                    evaluation,
-                    class_names,
-                    config.prompt_templates,
-                    config.image_column,
-                    config.label_column,
-                ),
-                4,
-            )
+        accuracy = evaluate(model, model_processor, evaluation, class_names, config)
+        if accuracy is not None:
+            metrics["zero_shot_accuracy"] = accuracy
     if process_state().is_main_process:
-        (out / "per_class_counts.json").write_text(
-            json.dumps(
-                {
-                    (class_names[c] if class_names and c < len(class_names) else str(c)): n
-                    for c, n in result.per_class.items()
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        counts = named_counts(result.per_class, class_names)
+        (out / "per_class_counts.json").write_text(json.dumps(counts, indent=2) + "\n")
         push_dataset(subset, repo_id=config.repo_id, output_dir=out / "subset", card=card)
         if model is not None:
             folder = push_model(
@@ -262,19 +249,13 @@ def run(config: ClipCovConfig) -> dict:
                     "method": "clipcov",
                     "paper": PAPER,
                     "arxiv": ARXIV,
-                    "datasets": [config.data],
+                    "datasets": [card_name(config.dataset)],
                     "description": f"CLIP trained contrastively on the {config.method} subset "
                     f"({config.fraction:g} of the pool).",
                     "figures": {
                         k: metrics[k] for k in ("zero_shot_accuracy", "train_loss", "selected_rows") if k in metrics
                     },
-                    "config": {
-                        "method": config.method,
-                        "fraction": config.fraction,
-                        "epochs": config.num_train_epochs,
-                        "learning_rate": config.learning_rate,
-                        "seed": config.seed,
-                    },
+                    "config": config,
                 },
             )
             model_processor.save_pretrained(folder)

@@ -6,39 +6,26 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from hfdc.clipcov.allocation import ALLOCATIONS
 from hfdc.clipcov.scores import PENALTIES
-from hfdc.config import HfdcConfig
+from hfdc.config import DatasetConfig, HfdcConfig
 
 METHODS = ("clipcov", "random", "clip_score", "semdedup")
 
 
 @dataclass
-class ClipCovConfig(HfdcConfig, TrainingArguments):
+class ClipCovConfig(DatasetConfig, HfdcConfig, TrainingArguments):
     """Select an image-caption subset with CLIPCov (or a baseline), publish it, train a CLIP on it.
 
-    The TrainingArguments fields configure the CLIP trained on the subset (and the proxy, with
-    ``proxy_epochs``); ``seed`` seeds selection, model init and training.
+    The pool comes from ``hfdc.data.load(dataset, **dataset_params)``: the embedded ``shapes`` (noisy
+    captions; its generator arguments in ``dataset_params``) or any image-caption data set. The
+    TrainingArguments fields configure the CLIP trained on the subset (and the proxy, with
+    ``proxy_epochs``); ``seed`` seeds selection, model init and training (and the data order, unless
+    Trainer's ``data_seed`` is set).
     """
 
-    data: str = field(
-        default="shapes",
-        metadata={
-            "help": "'shapes' (hfdc.data, with train/validation/test) or a datasets builder / Hub id read with "
-            "datasets.load_dataset (e.g. 'parquet' with data_files) for real image-caption data."
-        },
-    )
-    data_files: list[str] | None = field(
-        default=None,
-        metadata={"help": "Files for a builder data set (e.g. CC3M-style parquet shards: /data/cc3m/*.parquet)."},
-    )
-    data_split: str = field(default="train", metadata={"help": "Split of `data` to select from."})
-    n_train: int = field(default=2000, metadata={"help": "shapes: rows in the pool to select from (train split)."})
-    n_validation: int = field(
-        default=500, metadata={"help": "shapes: rows of the disjoint split the proxy trains on."}
-    )
-    n_test: int = field(default=500, metadata={"help": "shapes: rows of the labelled zero-shot test split."})
-    noise_fraction: float = field(default=0.3, metadata={"help": "shapes: fraction of rows with a wrong caption."})
-    data_seed: int = field(default=0, metadata={"help": "shapes: seed of the generated data."})
+    pool_split: str = field(default="train", metadata={"help": "Split of `dataset` to select from."})
+
     image_column: str = field(default="image", metadata={"help": "Column holding the images."})
     caption_column: str = field(default="noisy_caption", metadata={"help": "Column holding the captions."})
     label_column: str = field(
@@ -60,6 +47,15 @@ class ClipCovConfig(HfdcConfig, TrainingArguments):
     )
     method: str = field(default="clipcov", metadata={"help": "Selection method.", "choices": METHODS})
     fraction: float = field(default=0.1, metadata={"help": "Budget: fraction of the pool to keep, in (0, 1]."})
+    allocation: str = field(
+        default="global",
+        metadata={
+            "help": "CLIPCov: how classes share the budget. global (the authors' notebook): one ranked list over all "
+            "classes, each class's scores lowered after every block it gives, so classes compete; proportional: a "
+            "fixed quota per class proportional to its size (hfdc.submodular.group_budgets).",
+            "choices": ALLOCATIONS,
+        },
+    )
     threshold: float = field(
         default=0.0,
         metadata={
@@ -79,7 +75,12 @@ class ClipCovConfig(HfdcConfig, TrainingArguments):
             "proxy on the disjoint proxy_split first and saves it with a model card."
         },
     )
-    proxy_split: str = field(default="validation", metadata={"help": "shapes: split the proxy CLIP trains on."})
+    proxy_split: str = field(
+        default="validation",
+        metadata={
+            "help": "Split of `dataset` (disjoint from pool_split) the tiny proxy CLIP trains on without proxy_model."
+        },
+    )
     proxy_epochs: float = field(default=30.0, metadata={"help": "Epochs of proxy training."})
     model: str = field(
         default="tiny",
@@ -91,9 +92,12 @@ class ClipCovConfig(HfdcConfig, TrainingArguments):
     train_subset: bool = field(
         default=True, metadata={"help": "Train a CLIP on the subset and evaluate it zero-shot."}
     )
-    eval_data: str | None = field(
+    eval_dataset: str | None = field(
         default=None,
-        metadata={"help": "Labelled zero-shot evaluation data (datasets.load_dataset id); unset: shapes' test split."},
+        metadata={
+            "help": "Labelled zero-shot evaluation data for hfdc.data.load (e.g. imagenet-1k); unset: the eval_split "
+            "of `dataset` when it has one."
+        },
     )
     eval_split: str = field(default="test", metadata={"help": "Split of the evaluation data."})
     embed_batch_size: int = field(default=64, metadata={"help": "Batch size of proxy embedding."})
@@ -103,7 +107,6 @@ class ClipCovConfig(HfdcConfig, TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Must stay false: the collator reads the raw image and caption columns."}
     )
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Trainer loggers."})
 
     def __post_init__(self):
         super().__post_init__()

@@ -46,29 +46,32 @@ def select_dataset(
 
     The rows are either precomputed embeddings (columns ``image_embeds`` and ``text_embeds``) or
     images and captions embedded by the proxy CLIP ``model``/``processor`` (batched, cached in
-    ``cache_dir``). Classes come from ``label_column`` or, without it, zero-shot against
+    ``cache_dir`` and then memory-mapped from there). Rows whose image does not decode are skipped and
+    counted (``result.skipped``). Classes come from ``label_column`` or, without it, zero-shot against
     ``class_names`` x ``prompt_templates`` (or ``class_text_embeds``). ``method_kwargs`` go to the method.
     """
     if method not in SELECTORS:
         raise ValueError(f"method must be one of {sorted(SELECTORS)}, got {method!r}")
     if all(column in dataset.column_names for column in EMBEDDING_COLUMNS):
-        image, text = embedding_arrays(dataset.select_columns(list(EMBEDDING_COLUMNS)))
+        image, text = (np.asarray(dataset.with_format("numpy")[c], dtype=np.float32) for c in EMBEDDING_COLUMNS)
+        rows = np.arange(len(dataset))
     else:
         if model is None or processor is None:
             raise ValueError(
                 f"pass model= and processor= (a proxy CLIP) or a dataset with columns {EMBEDDING_COLUMNS}"
             )
         embeddings = clip_embeddings(dataset, model, processor, image_column, caption_column, batch_size, cache_dir)
-        image, text = embedding_arrays(embeddings)
+        image, text, rows = embedding_arrays(embeddings, cache_dir)
     labels = None
     if label_column is not None:
         if label_column not in dataset.column_names:
             raise ValueError(f"label_column={label_column!r} is not a column; columns are {dataset.column_names}")
-        labels = np.asarray(dataset[label_column])
+        labels = np.asarray(dataset[label_column])[rows]
     if class_text_embeds is None and class_names is not None:
         if model is None:
             raise ValueError("class_names need model= and processor= to embed the prompts; or pass class_text_embeds")
         class_text_embeds = class_text_embeddings(model, processor, class_names, list(prompt_templates)).numpy()
-    return SELECTORS[method](
+    result = SELECTORS[method](
         image, text, fraction, labels=labels, class_text_embeds=class_text_embeds, seed=seed, **method_kwargs
     )
+    return result.on_pool(rows, len(dataset))

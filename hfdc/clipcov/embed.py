@@ -2,19 +2,54 @@
 
 Works with any ``transformers`` ``CLIPModel``-compatible model (``get_image_features`` /
 ``get_text_features``; in transformers 5.x they return an output whose ``pooler_output`` is the
-projected embedding) and its processor. Embeddings are L2-normalised float32.
+projected embedding) and its processor. Embeddings are L2-normalised float32. An image that cannot be
+decoded (a broken file in a web crawl) is skipped and counted: its row gets ``decodable=False``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import Dataset, Features, List, Value, concatenate_datasets
+from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
+from PIL import Image as PILImage
 
+from hfdc.clipcov.partition import row_range
+from hfdc.clipcov.scores import normalize
 from hfdc.distributed import process_state
+
+logger = logging.getLogger(__name__)
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError)
+
+
+def undecoded(dataset: Dataset, column: str) -> Dataset:
+    """``dataset`` with an Image ``column`` left as stored bytes / paths, so :func:`decode_images` can skip bad ones."""
+    feature = dataset.features.get(column)
+    return (
+        dataset.cast_column(column, Image(mode=feature.mode, decode=False)) if isinstance(feature, Image) else dataset
+    )
+
+
+def decode_images(values: list, feature) -> tuple[list, np.ndarray]:
+    """(the images that decode, a bool mask of which did) for a batch of undecoded Image values.
+
+    ``feature`` is the column's ``datasets.Image`` (values that are already PIL images pass through).
+    """
+    images, ok = [], np.zeros(len(values), dtype=bool)
+    for i, value in enumerate(values):
+        if isinstance(value, PILImage.Image):
+            images.append(value)
+            ok[i] = True
+            continue
+        try:
+            images.append(feature.decode_example(value))
+            ok[i] = True
+        except DECODE_ERRORS:
+            pass
+    return images, ok
 
 
 def projected(output) -> torch.Tensor:
@@ -43,8 +78,7 @@ def text_embeddings(model, processor, texts: list[str], batch_size: int = 256) -
         tokens = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, return_tensors="pt")
         tokens = {k: v.to(model.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
         out.append(projected(model.get_text_features(**tokens)).float().cpu())
-    embeds = torch.cat(out)
-    return embeds / embeds.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return normalize(torch.cat(out))
 
 
 @torch.no_grad()
@@ -58,8 +92,7 @@ def image_embeddings(model, processor, images: list, batch_size: int = 256) -> t
         out.append(
             projected(model.get_image_features(pixel_values=pixels.to(model.device, model.dtype))).float().cpu()
         )
-    embeds = torch.cat(out)
-    return embeds / embeds.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return normalize(torch.cat(out)) if out else torch.zeros(0, model.config.projection_dim)
 
 
 def model_fingerprint(model) -> str:
@@ -80,12 +113,13 @@ def clip_embeddings(
     batch_size: int = 64,
     cache_dir: str | Path | None = None,
 ) -> Dataset:
-    """A Dataset with columns ``image_embeds`` and ``text_embeds``, one row per row of ``dataset``.
+    """A Dataset with columns ``image_embeds``, ``text_embeds`` and ``decodable``, one row per row of ``dataset``.
 
     Computed with ``Dataset.map`` (batched, with a progress bar); with ``cache_dir`` the result is an
     Arrow file keyed by the data and model fingerprints, so a second call loads it instead of recomputing.
     Under ``accelerate launch`` (with ``cache_dir``) each process embeds one contiguous ``Dataset.shard``
-    and then every process reads all shards from the cache.
+    and then every process opens all shards from the cache (memory-mapped). A row whose image does not
+    decode gets zero embeddings and ``decodable=False`` (the count is logged).
     """
     for role, column in (("image_column", image_column), ("caption_column", caption_column)):
         if column not in dataset.column_names:
@@ -96,20 +130,25 @@ def clip_embeddings(
     state = process_state()
     key = f"{dataset._fingerprint}-{model_fingerprint(model)}-{image_column}-{caption_column}"
     if state.num_processes == 1 or cache_dir is None:
-        return embed_rows(dataset, key, model, processor, image_column, caption_column, batch_size, cache_dir)
-    from accelerate.utils import broadcast_object_list
+        embeddings = embed_rows(dataset, key, model, processor, image_column, caption_column, batch_size, cache_dir)
+    else:
+        from accelerate.utils import broadcast_object_list
 
-    key = broadcast_object_list([key])[0]  # in-memory datasets get a random fingerprint in each process
-    count = state.num_processes
-    shards = [(dataset.shard(count, i, contiguous=True), f"{key}-shard{i}of{count}") for i in range(count)]
-    embed_rows(*shards[state.process_index], model, processor, image_column, caption_column, batch_size, cache_dir)
-    state.wait_for_everyone()
-    return concatenate_datasets(
-        [
-            embed_rows(shard, shard_key, model, processor, image_column, caption_column, batch_size, cache_dir)
-            for shard, shard_key in shards
-        ]
-    )
+        key = broadcast_object_list([key])[0]  # in-memory datasets get a random fingerprint in each process
+        count = state.num_processes
+        shards = [(dataset.shard(count, i, contiguous=True), f"{key}-shard{i}of{count}") for i in range(count)]
+        embed_rows(*shards[state.process_index], model, processor, image_column, caption_column, batch_size, cache_dir)
+        state.wait_for_everyone()
+        embeddings = concatenate_datasets(
+            [
+                embed_rows(shard, shard_key, model, processor, image_column, caption_column, batch_size, cache_dir)
+                for shard, shard_key in shards
+            ]
+        )
+    skipped = len(embeddings) - int(np.count_nonzero(embeddings.with_format("numpy")["decodable"]))
+    if skipped:
+        logger.warning("%d of %d images could not be decoded; their rows are skipped", skipped, len(embeddings))
+    return embeddings
 
 
 def embed_rows(dataset, key: str, model, processor, image_column, caption_column, batch_size, cache_dir) -> Dataset:
@@ -119,16 +158,28 @@ def embed_rows(dataset, key: str, model, processor, image_column, caption_column
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         cache_file = str(Path(cache_dir) / f"clip-embeddings-{fingerprint}.arrow")
+    feature = dataset.features[image_column]
+    dim = model.config.projection_dim
 
     def embed(batch, indices):
         captions = check_captions(batch[caption_column], caption_column, indices[0])
+        images, ok = decode_images(batch[image_column], feature)
+        image_embeds = np.zeros((len(ok), dim), dtype=np.float32)
+        image_embeds[ok] = image_embeddings(model, processor, images, batch_size).numpy()
         return {
-            "image_embeds": image_embeddings(model, processor, batch[image_column], batch_size).numpy(),
+            "image_embeds": image_embeds,
             "text_embeds": text_embeddings(model, processor, captions, batch_size).numpy(),
+            "decodable": ok,
         }
 
-    features = Features({"image_embeds": List(Value("float32")), "text_embeds": List(Value("float32"))})
-    return dataset.map(
+    features = Features(
+        {
+            "image_embeds": List(Value("float32")),
+            "text_embeds": List(Value("float32")),
+            "decodable": Value("bool"),
+        }
+    )
+    return undecoded(dataset, image_column).map(
         embed,
         batched=True,
         batch_size=batch_size,
@@ -142,7 +193,44 @@ def embed_rows(dataset, key: str, model, processor, image_column, caption_column
     )
 
 
-def embedding_arrays(embeddings: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(image_embeds, text_embeds) as float32 arrays [rows, dim]."""
-    arrays = embeddings.with_format("numpy")
-    return np.asarray(arrays["image_embeds"], dtype=np.float32), np.asarray(arrays["text_embeds"], dtype=np.float32)
+def embedding_arrays(embeddings: Dataset, folder: str | Path | None = None, chunk_rows: int = 16384):
+    """(image_embeds, text_embeds, rows): the decodable rows' embeddings [n, dim] float32 and their row indices.
+
+    With ``folder`` the arrays are written once to ``<fingerprint>-{image,text}_embeds.npy`` there (each process
+    under ``accelerate launch`` writes its contiguous share of rows) and returned memory-mapped, so a process
+    pages in only the rows it reads; without it they are read into memory.
+    """
+    rows = np.flatnonzero(embeddings.with_format("numpy")["decodable"])
+    columns = embeddings.select_columns(["image_embeds", "text_embeds"]).with_format("numpy")
+
+    def read(start: int, stop: int) -> dict:
+        block = columns[start:stop]
+        keep = rows[(rows >= start) & (rows < stop)] - start
+        return {name: np.asarray(block[name], dtype=np.float32)[keep] for name in block}
+
+    if folder is None:
+        arrays = read(0, len(embeddings))
+        return arrays["image_embeds"], arrays["text_embeds"], rows
+    state = process_state()
+    dim = len(columns[0]["image_embeds"])
+    paths = {name: Path(folder) / f"{embeddings._fingerprint}-{name}.npy" for name in ("image_embeds", "text_embeds")}
+    done = Path(folder) / f"{embeddings._fingerprint}-embeds.done"
+    if not done.exists():
+        if state.is_main_process:
+            for path in paths.values():
+                np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(rows), dim))
+        state.wait_for_everyone()
+        share = row_range(len(embeddings), state.process_index, state.num_processes)
+        arrays = {name: np.load(path, mmap_mode="r+") for name, path in paths.items()}
+        for start in range(share.start, share.stop, chunk_rows):
+            stop = min(share.stop, start + chunk_rows)
+            first = np.searchsorted(rows, start)
+            for name, block in read(start, stop).items():
+                arrays[name][first : first + len(block)] = block
+        for array in arrays.values():
+            array.flush()
+        state.wait_for_everyone()
+        if state.is_main_process:
+            done.touch()
+    image, text = (np.load(paths[name], mmap_mode="r") for name in ("image_embeds", "text_embeds"))
+    return image, text, rows

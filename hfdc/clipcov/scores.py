@@ -9,9 +9,19 @@ Everything here works on one latent class at a time: no matrix is larger than
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 PENALTIES = ("max", "mean")
+
+
+class ClassScores(NamedTuple):
+    """The scores of one class's members and the two terms the greedy deducts class-wide after each block."""
+
+    total: torch.Tensor  # cross + 2 * easiness + label / 2 - penalty
+    cross: torch.Tensor
+    label: torch.Tensor
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -107,7 +117,7 @@ def class_scores(
     class_text: torch.Tensor | None = None,
     threshold: float | None = 0.0,
     penalty: str = "max",
-) -> torch.Tensor:
+) -> ClassScores:
     """score_i = cross_i + 2 * easiness_i + label_i / 2 - penalty_i for the members of one class.
 
     ``image``/``text`` are the class's L2-normalised embeddings; easiness_i = cos(img_i, cap_i);
@@ -119,4 +129,4 @@ def class_scores(
     label = text @ class_text if class_text is not None else torch.zeros_like(easiness)
     cross = cross_term(image, text, threshold)
     penalty_ = penalty_term(image, text, class_id, image_centroids, text_centroids, present, penalty)
-    return cross + 2 * easiness + label / 2 - penalty_
+    return ClassScores(cross + 2 * easiness + label / 2 - penalty_, cross, label)

@@ -6,21 +6,26 @@ Prioritizing Data Quality over Quantity", AISTATS 2024, arXiv 2403.12267.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hfdc.clipcov.budgets import check_fraction, class_budgets
-from hfdc.clipcov.greedy import diminishing_returns_greedy
+from hfdc.clipcov.allocation import ALLOCATIONS, global_counts, proportional_budgets, stream_keys, unfinished
+from hfdc.clipcov.checks import check_embeddings, check_fraction, check_labels, read_rows
+from hfdc.clipcov.covariance import cross_covariance_error, cross_covariance_sum
+from hfdc.clipcov.greedy import ClassGreedy
+from hfdc.clipcov.partition import ClassPartition, gather, pool_summary, process_shard
 from hfdc.clipcov.scores import PENALTIES, class_scores, normalize
-from hfdc.distributed import process_state
 
 
 @dataclass
 class SelectionResult:
-    """Selected row indices (ascending), a score per row, and the selected count per class."""
+    """Selected row indices (ascending), a score per row, the selected count per class, the subset's
+    cross-covariance error ||Sigma_xy(S) - Sigma_xy(V)||_F (``hfdc.clipcov.covariance``), and how many pool
+    rows were left out before selecting (undecodable images; their score is NaN, their label -1)."""
 
     indices: np.ndarray
     scores: np.ndarray
@@ -28,9 +33,23 @@ class SelectionResult:
     labels: np.ndarray | None = None
     method: str = "clipcov"
     params: dict = field(default_factory=dict)
+    cross_covariance_error: float | None = None
+    skipped: int = 0
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def on_pool(self, rows: np.ndarray, size: int) -> SelectionResult:
+        """This result of a selection among pool ``rows`` (ascending) restated on the whole pool of ``size`` rows."""
+        scores = np.full(size, np.nan, dtype=np.float32)
+        scores[rows] = self.scores
+        labels = None
+        if self.labels is not None:
+            labels = np.full(size, -1, dtype=np.int64)
+            labels[rows] = self.labels
+        return dataclasses.replace(
+            self, indices=rows[self.indices], scores=scores, labels=labels, skipped=self.skipped + size - len(rows)
+        )
 
     def score_statistics(self) -> dict[str, float]:
         """Mean / std / min / max of the scores over all rows and over the selected rows."""
@@ -47,150 +66,69 @@ class SelectionResult:
         return stats
 
 
-def as_tensor(x, name: str) -> torch.Tensor:
-    """A CPU tensor view of an array-like (no copy for numpy / torch inputs)."""
-    if x is None:
-        raise ValueError(f"{name} is required")
-    tensor = torch.from_numpy(x) if isinstance(x, np.ndarray) else torch.as_tensor(x)
-    return tensor.detach().cpu()
+class ClassStreams:
+    """The :class:`~hfdc.clipcov.greedy.ClassGreedy` stream of every class this process owns, and their scores."""
 
+    def __init__(self, image, text, partition: ClassPartition, classes, class_text, tiebreak, options: dict):
+        self.image, self.text, self.partition = image, text, partition
+        self.threshold, self.block_size = options["threshold"], options["block_size"]
+        self.class_text, self.tiebreak, self.penalty = class_text, tiebreak, options["penalty"]
+        self.classes = classes
+        self.streams: dict[int, ClassGreedy] = {}
+        self.scores: dict[int, np.ndarray] = {}
 
-def check_embeddings(image_embeds, text_embeds, class_text_embeds=None):
-    """Validated (image, text, class_text) tensors: 2-D, same rows, same width, finite."""
-    if text_embeds is None:
-        raise ValueError("text_embeds is missing: every image needs its caption embedding (captions missing?)")
-    image, text = as_tensor(image_embeds, "image_embeds"), as_tensor(text_embeds, "text_embeds")
-    class_text = None if class_text_embeds is None else as_tensor(class_text_embeds, "class_text_embeds")
-    for name, x in (("image_embeds", image), ("text_embeds", text), ("class_text_embeds", class_text)):
-        if x is None:
-            continue
-        if x.ndim != 2:
-            raise ValueError(f"{name} must be 2-D [rows, dim], got shape {tuple(x.shape)}")
-        if not torch.is_floating_point(x):
-            raise TypeError(f"{name} must be floating point, got {x.dtype}")
-        if not all(torch.isfinite(x[i : i + 65536].sum(dtype=torch.float64)) for i in range(0, x.shape[0], 65536)):
-            raise ValueError(f"{name} contains NaN or inf; recompute the embeddings")
-    if image.shape[0] != text.shape[0]:
-        raise ValueError(
-            f"image_embeds has {image.shape[0]} rows but text_embeds has {text.shape[0]}; they must be aligned pairs"
-        )
-    if image.shape[0] == 0:
-        raise ValueError("image_embeds and text_embeds are empty")
-    for name, x in (("text_embeds", text), ("class_text_embeds", class_text)):
-        if x is not None and x.shape[1] != image.shape[1]:
-            raise ValueError(
-                f"embedding dims differ: image_embeds has dim {image.shape[1]}, {name} has "
-                f"dim {x.shape[1]}; embed both with the same CLIP model"
+    def embeddings(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.partition.members(c)
+        return read_rows(self.image, rows), read_rows(self.text, rows)
+
+    def start(self, lengths: dict[int, int], show_progress: bool) -> None:
+        """Score every owned class and grow its stream to ``lengths[c]`` picks."""
+        p = self.partition
+        for c in tqdm(self.classes, desc="clipcov classes", disable=not show_progress, leave=False):
+            c = int(c)
+            image, text = self.embeddings(c)
+            label_text = None if self.class_text is None else self.class_text[c]
+            scores = class_scores(
+                image,
+                text,
+                c,
+                p.image_centroids,
+                p.text_centroids,
+                p.present,
+                label_text,
+                self.threshold,
+                self.penalty,
             )
-    return image, text, class_text
+            self.scores[c] = scores.total.numpy()
+            self.streams[c] = ClassGreedy(scores, self.tiebreak[p.members(c)], self.block_size)
+            self.streams[c].extend(image, text, lengths.get(c, 0), self.threshold)
+
+    def extend(self, c: int, length: int) -> None:
+        self.streams[c].extend(*self.embeddings(c), length, self.threshold)
+
+    def keys(self) -> dict[int, np.ndarray]:
+        return {c: stream_keys(s.values) for c, s in self.streams.items()}
+
+    def selected(self, counts: dict[int, int]) -> np.ndarray:
+        """Rows this process selects: the first ``counts[c]`` picks of each owned class, ascending."""
+        parts = [self.partition.members(c)[s.positions[: counts[c]]] for c, s in self.streams.items()]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
 
-def latent_classes(image_embeds, class_text_embeds, chunk_rows: int = 65536) -> np.ndarray:
-    """Zero-shot latent class of each pair: argmax_c cos(img_i, class-name prompt embedding c)."""
-    image = as_tensor(image_embeds, "image_embeds")
-    class_text = normalize(as_tensor(class_text_embeds, "class_text_embeds"))
-    labels = np.empty(image.shape[0], dtype=np.int64)
-    for start in tqdm(range(0, image.shape[0], chunk_rows), desc="zero-shot classes", leave=False):
-        block = normalize(image[start : start + chunk_rows])
-        labels[start : start + chunk_rows] = (block @ class_text.T).argmax(1).numpy()
-    return labels
-
-
-def check_labels(labels, size: int, num_classes: int | None) -> tuple[np.ndarray, int]:
-    """Integer labels in [0, C) where every class has an example; returns (labels, C)."""
-    labels = np.asarray(labels)
-    if labels.shape != (size,):
-        raise ValueError(f"labels must have one entry per pair ({size}), got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"labels must be integer class ids, got dtype {labels.dtype}")
-    if labels.min() < 0:
-        raise ValueError(f"labels must be >= 0, got {labels.min()}")
-    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
-    if labels.max() >= num_classes:
-        raise ValueError(f"label {labels.max()} has no row in class_text_embeds ({num_classes} classes)")
-    empty = np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0)
-    if len(empty):
-        raise ValueError(
-            f"classes {empty[:10].tolist()} have no examples; drop them from class_text_embeds "
-            "or relabel to consecutive ids"
-        )
-    return labels.astype(np.int64), num_classes
-
-
-class ClassPartition:
-    """Row indices grouped by class, and each class's normalised image / caption centroid (zero if empty)."""
-
-    def __init__(
-        self, image: torch.Tensor, text: torch.Tensor, labels: np.ndarray, num_classes: int, chunk_rows: int = 65536
-    ):
-        self.labels = labels
-        self.order = np.argsort(labels, kind="stable")
-        self.sizes = np.bincount(labels, minlength=num_classes)
-        self.starts = np.concatenate([[0], np.cumsum(self.sizes)])
-        self.present = torch.from_numpy(self.sizes > 0)
-        self.image_centroids = torch.zeros(num_classes, image.shape[1])
-        self.text_centroids = torch.zeros(num_classes, image.shape[1])
-        for start in range(0, len(labels), chunk_rows):  # contiguous chunks: no gather over the data
-            index = torch.from_numpy(labels[start : start + chunk_rows])
-            self.image_centroids.index_add_(0, index, normalize(image[start : start + chunk_rows]))
-            self.text_centroids.index_add_(0, index, normalize(text[start : start + chunk_rows]))
-        self.image_centroids = normalize(self.image_centroids)
-        self.text_centroids = normalize(self.text_centroids)
-
-    def members(self, c: int) -> np.ndarray:
-        return self.order[self.starts[c] : self.starts[c + 1]]
-
-
-def process_shard() -> tuple[int, int]:
-    """(index, count) of this process under ``accelerate launch`` / torchrun; (0, 1) otherwise."""
-    state = process_state()
-    return state.process_index, state.num_processes
-
-
-def shard_classes(sizes: np.ndarray, shard_index: int, num_shards: int) -> np.ndarray:
-    """The non-empty classes this shard owns: classes by descending size, dealt round-robin."""
-    by_size = np.lexsort((np.arange(len(sizes)), -sizes))
-    by_size = by_size[sizes[by_size] > 0]
-    return np.sort(by_size[shard_index::num_shards])
-
-
-def select_classes(
-    image,
-    text,
-    partition: ClassPartition,
-    budgets,
-    classes,
-    class_text,
-    tiebreak,
-    threshold,
-    block_size,
-    penalty,
-    show_progress=True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(selected rows, scores with NaN outside ``classes``) for the given classes only."""
-    scores = np.full(len(partition.labels), np.nan, dtype=np.float32)
-    selected = []
-    for c in tqdm(classes, desc="clipcov classes", disable=not show_progress, leave=False):
-        rows = partition.members(c)
-        index = torch.from_numpy(rows)
-        img, txt = normalize(image[index]), normalize(text[index])
-        label_text = None if class_text is None else class_text[c]
-        s = class_scores(
-            img,
-            txt,
-            int(c),
-            partition.image_centroids,
-            partition.text_centroids,
-            partition.present,
-            label_text,
-            threshold,
-            penalty,
-        )
-        scores[rows] = s.numpy()
-        picks = diminishing_returns_greedy(img, txt, s.numpy(), int(budgets[c]), tiebreak[rows], block_size, threshold)
-        selected.append(rows[picks])
-    rows = np.concatenate(selected) if selected else np.zeros(0, dtype=np.int64)
-    return rows, scores
+def allocate(streams: ClassStreams, budgets: dict[int, int], total: int, allocation: str, class_rank) -> dict:
+    """class -> number of its stream's picks kept (see ``hfdc.clipcov.allocation``); ``global`` grows the
+    streams of classes whose whole computed stream is kept until none is, each round one gather."""
+    if allocation == "proportional":
+        return budgets
+    while True:
+        keys = {c: k for part in gather(streams.keys()) for c, k in part.items()}
+        counts = global_counts(keys, total, class_rank)
+        more = unfinished(keys, counts, streams.partition.sizes)
+        if not more:
+            return counts
+        for c in more:
+            if c in streams.streams:
+                streams.extend(c, max(1, 2 * len(keys[c])))
 
 
 def select(
@@ -203,22 +141,30 @@ def select(
     threshold: float | None = 0.0,
     block_size: int = 200,
     penalty: str = "max",
+    allocation: str = "global",
     show_progress: bool = True,
 ) -> SelectionResult:
     """CLIPCov: pick round(fraction * N) image-caption pairs that preserve the cross-covariance.
 
     Per latent class (``labels``, or zero-shot against ``class_text_embeds`` when no labels are given):
     score_i = cross_i + 2 * easiness_i + label_i / 2 - penalty_i (similarities below ``threshold`` set
-    to 0 in cross; ``None`` or <= -1 disables), then the batched greedy with diminishing returns picks the
-    class's budget (proportional to its size). ``seed`` orders equal scores. Under ``accelerate
-    launch`` each process scores a disjoint set of classes and every process gets the merged result.
-    The per-class work is many small ops: on a busy CPU one torch thread per process is fastest
-    (``torch.set_num_threads(1)``; benchmarks/notes/clipcov_throughput.md).
+    to 0 in cross; ``None`` or <= -1 disables), then the batched greedy with diminishing returns
+    (``hfdc.clipcov.greedy``) offers the class's members; ``allocation`` "global" ranks all classes in one
+    list (the authors' notebook), "proportional" gives each class a quota by size. ``seed`` orders equal
+    scores. The embeddings may be memory-mapped (``np.memmap``, h5py, zarr): under ``accelerate launch`` each
+    process reads one contiguous range of rows and the rows of the classes it scores, and every process gets
+    the merged result. The per-class work is many small ops: on a busy CPU one torch thread per process is
+    fastest (``torch.set_num_threads(1)``; benchmarks/notes/clipcov_throughput.md).
     """
     image, text, class_text = check_embeddings(image_embeds, text_embeds, class_text_embeds)
     if penalty not in PENALTIES:
         raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
-    check_fraction(fraction, image.shape[0])
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    size = image.shape[0]
+    total = check_fraction(fraction, size)
     if threshold is not None and threshold <= -1:
         threshold = None  # cosines are >= -1: nothing would be zeroed, so use the factorised sums
     if labels is None:
@@ -226,37 +172,49 @@ def select(
             raise ValueError(
                 "pass labels= or class_text_embeds= (class-name prompt embeddings for zero-shot latent classes)"
             )
-        labels, num_classes = latent_classes(image, class_text), class_text.shape[0]
+        num_classes = class_text.shape[0]
     else:
-        labels, num_classes = check_labels(labels, image.shape[0], None if class_text is None else class_text.shape[0])
-    if class_text is not None:
-        class_text = normalize(class_text)
-    partition = ClassPartition(image, text, labels, num_classes)
-    budgets = class_budgets(partition.sizes, fraction)
-    tiebreak = np.random.default_rng(seed).permutation(image.shape[0])
-    shard_index, num_shards = process_shard()
-    classes = shard_classes(partition.sizes, shard_index, num_shards)
-    rows, scores = select_classes(
-        image, text, partition, budgets, classes, class_text, tiebreak, threshold, block_size, penalty, show_progress
+        labels, num_classes = check_labels(labels, size, None if class_text is None else class_text.shape[0])
+    partition = pool_summary(image, text, labels, class_text, num_classes)
+    rng = np.random.default_rng(seed)
+    tiebreak, class_rank = rng.permutation(size), rng.permutation(num_classes)
+    budgets = proportional_budgets(partition.sizes, total)
+    streams = ClassStreams(
+        image,
+        text,
+        partition,
+        partition.owned_classes(*process_shard()),
+        None if class_text is None else normalize(torch.from_numpy(class_text)),
+        tiebreak,
+        {"threshold": threshold, "block_size": block_size, "penalty": penalty},
     )
-    if num_shards > 1:
-        rows, scores = gather_shards(rows, scores)
-    params = {"fraction": fraction, "threshold": threshold, "block_size": block_size, "penalty": penalty, "seed": seed}
-    return SelectionResult(
-        np.sort(rows), scores, per_class_counts(labels, rows, num_classes), labels, "clipcov", params
+    first = budgets if allocation == "proportional" else {c: max(1, 2 * b) for c, b in budgets.items()}
+    streams.start(first, show_progress)
+    counts = allocate(streams, budgets, total, allocation, class_rank)
+    mine = streams.selected(counts)
+    parts = gather(
+        {
+            "rows": mine,
+            "scored": np.concatenate([partition.members(c) for c in streams.scores] or [np.zeros(0, np.int64)]),
+            "scores": np.concatenate([streams.scores[c] for c in streams.scores] or [np.zeros(0, np.float32)]),
+            "covariance": cross_covariance_sum(image, text, mine),
+        }
     )
-
-
-def gather_shards(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union of every process's selected rows, and their scores merged (each row scored by one process)."""
-    from accelerate.utils import gather_object
-
-    parts = gather_object([(rows, scores)])
-    merged = np.full_like(scores, np.nan)
-    for _, part in parts:
-        owned = ~np.isnan(part)
-        merged[owned] = part[owned]
-    return np.concatenate([r for r, _ in parts]), merged
+    rows = np.sort(np.concatenate([p["rows"] for p in parts]))
+    scores = np.full(size, np.nan, dtype=np.float32)
+    for p in parts:
+        scores[p["scored"]] = p["scores"]
+    params = {
+        "fraction": fraction,
+        "threshold": threshold,
+        "block_size": block_size,
+        "penalty": penalty,
+        "allocation": allocation,
+        "seed": seed,
+    }
+    error = cross_covariance_error(sum(p["covariance"] for p in parts), len(rows), partition.pool_covariance, size)
+    per_class = per_class_counts(partition.labels, rows, num_classes)
+    return SelectionResult(rows, scores, per_class, partition.labels, "clipcov", params, error)
 
 
 def per_class_counts(labels: np.ndarray | None, rows: np.ndarray, num_classes: int | None = None) -> dict[int, int]:

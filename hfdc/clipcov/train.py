@@ -6,12 +6,17 @@ image-caption similarity matrix (Radford et al. 2021).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
-from hfdc.clipcov.embed import check_captions, image_embeddings, text_embeddings
+from hfdc.clipcov.embed import check_captions, decode_images, image_embeddings, text_embeddings, undecoded
+from hfdc.clipcov.scores import normalize
+
+logger = logging.getLogger(__name__)
 
 
 class ImageCaptionCollator:
@@ -63,14 +68,21 @@ def train_clip(
     return trainer
 
 
+def prompt_name(class_name: str) -> str:
+    """The name a prompt uses: the first synonym, underscores as spaces ("tench, Tinca tinca" -> "tench";
+    "great_white_shark" -> "great white shark"), as in ImageNet's WordNet class names."""
+    return " ".join(class_name.split(",")[0].replace("_", " ").split())
+
+
 def class_text_embeddings(model, processor, class_names: list[str], templates: list[str]) -> torch.Tensor:
     """One L2-normalised text embedding per class: the mean over ``templates`` (each with "{}" for the
-    class name, e.g. "a photo of a {}.") of the prompt embeddings, renormalised (CLIP prompt ensembling)."""
+    class name, e.g. "a photo of a {}.") of the prompt embeddings, renormalised (CLIP prompt ensembling).
+
+    Class names are cleaned with :func:`prompt_name` first."""
     if not templates or any("{}" not in t for t in templates):
         raise ValueError(f"prompt_templates must be a non-empty list of strings containing '{{}}', got {templates!r}")
-    prompts = [t.format(name) for name in class_names for t in templates]
-    embeds = text_embeddings(model, processor, prompts).view(len(class_names), len(templates), -1).mean(1)
-    return embeds / embeds.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    prompts = [t.format(prompt_name(name)) for name in class_names for t in templates]
+    return normalize(text_embeddings(model, processor, prompts).view(len(class_names), len(templates), -1).mean(1))
 
 
 @torch.no_grad()
@@ -84,15 +96,26 @@ def zero_shot_accuracy(
     label_column: str = "label",
     batch_size: int = 256,
 ) -> float:
-    """Fraction of ``dataset`` rows whose image is closest (cosine) to its own class's prompt embedding."""
+    """Fraction of ``dataset`` rows whose image is closest (cosine) to its own class's prompt embedding.
+
+    Rows whose image does not decode are left out of the fraction (their count is logged).
+    """
     if label_column not in dataset.column_names:
         raise ValueError(
             f"label_column={label_column!r} is not a column of the evaluation data; columns are {dataset.column_names}"
         )
     prompts = class_text_embeddings(model, processor, class_names, templates)
-    correct = 0
-    for start in range(0, len(dataset), batch_size):
-        batch = dataset[start : start + batch_size]
-        images = image_embeddings(model, processor, batch[image_column], batch_size)
-        correct += int(((images @ prompts.T).argmax(1).numpy() == np.asarray(batch[label_column])).sum())
-    return correct / len(dataset)
+    feature = dataset.features[image_column]
+    rows = undecoded(dataset, image_column)
+    correct = decoded = 0
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        images, ok = decode_images(batch[image_column], feature)
+        predicted = (image_embeddings(model, processor, images, batch_size) @ prompts.T).argmax(1).numpy()
+        correct += int((predicted == np.asarray(batch[label_column])[ok]).sum())
+        decoded += len(images)
+    if decoded < len(rows):
+        logger.warning("zero-shot evaluation: %d of %d images could not be decoded", len(rows) - decoded, len(rows))
+    if decoded == 0:
+        raise ValueError(f"no image of column {image_column!r} in the evaluation data could be decoded")
+    return correct / decoded
