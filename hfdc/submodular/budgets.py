@@ -7,6 +7,7 @@ balanced: k_g = min(n_g, k / G) with the leftover spread the same way over group
 
 from __future__ import annotations
 
+import heapq
 import math
 
 BUDGET_MODES = ("proportional", "balanced")
@@ -29,9 +30,12 @@ def group_budgets(sizes: dict, k: int, mode: str = "proportional") -> dict:
     else:
         share = {g: min(n, k / len(sizes)) for g, n in sizes.items()}
     budgets = {g: min(sizes[g], math.floor(s)) for g, s in share.items()}
-    order = list(sizes)
-    while sum(budgets.values()) < k:
-        open_groups = [g for g in order if budgets[g] < sizes[g]]
-        g = max(open_groups, key=lambda g: (share[g] - budgets[g], sizes[g], -order.index(g)))
+    # the open groups by (largest remainder, larger group, earlier group), one leftover unit per pop
+    heap = [(budgets[g] - share[g], -sizes[g], i, g) for i, g in enumerate(sizes) if budgets[g] < sizes[g]]
+    heapq.heapify(heap)
+    for _ in range(k - sum(budgets.values())):
+        _, _, i, g = heapq.heappop(heap)
         budgets[g] += 1
+        if budgets[g] < sizes[g]:
+            heapq.heappush(heap, (budgets[g] - share[g], -sizes[g], i, g))
     return budgets
