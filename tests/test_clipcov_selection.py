@@ -159,19 +159,35 @@ def class_terms(image, text, labels, prompts, threshold):
     return cross, label
 
 
-def test_global_allocation_equals_the_notebook_loop():
+def pools(kind):
+    """(image, text, prompts, labels) of 90 unit pairs in 4 classes of unequal sizes."""
+    labels = np.repeat([0, 1, 2, 3], [40, 25, 15, 10])
+    if kind == "unstructured":  # with no threshold, deductions of both signs: streams that rise after a block
+        rng = np.random.default_rng(13)
+        return unit(rng.normal(size=(90, 8))), unit(rng.normal(size=(90, 8))), unit(rng.normal(size=(4, 8))), labels
     rng = np.random.default_rng(11)
     centres = rng.normal(size=(4, 8))
-    labels = np.repeat([0, 1, 2, 3], [40, 25, 15, 10])
     image = unit(centres[labels] + 0.9 * rng.normal(size=(90, 8)))
-    text = unit(image + 0.8 * rng.normal(size=(90, 8)))
-    prompts = unit(centres + 0.3 * rng.normal(size=(4, 8)))
+    return image, unit(image + 0.8 * rng.normal(size=(90, 8))), unit(centres + 0.3 * rng.normal(size=(4, 8))), labels
+
+
+@pytest.mark.parametrize(("kind", "threshold"), [("clustered", 0.0), ("unstructured", None)])
+def test_global_allocation_equals_the_notebook_loop(kind, threshold):
+    image, text, prompts, labels = pools(kind)
+    args = (image.astype(np.float32), text.astype(np.float32), 0.3)
+    kwargs = {"labels": labels, "class_text_embeds": prompts.astype(np.float32), "block_size": 3}
+    result = select(*args, **kwargs, threshold=threshold, show_progress=False)
+    reference_threshold = -np.inf if threshold is None else threshold
+    cross, label = class_terms(image, text, labels, prompts, reference_threshold)
+    expected = notebook_global_greedy(image, text, labels, result.scores, cross, label, 27, 3, reference_threshold)
+    assert result.indices.tolist() == expected
+
+
+def test_classes_compete_under_global_allocation():
+    image, text, prompts, labels = pools("clustered")
     args = (image.astype(np.float32), text.astype(np.float32), 0.3)
     kwargs = {"labels": labels, "class_text_embeds": prompts.astype(np.float32), "block_size": 3}
     result = select(*args, **kwargs, show_progress=False)
-    cross, label = class_terms(image, text, labels, prompts, 0.0)
-    expected = notebook_global_greedy(image, text, labels, result.scores, cross, label, 27, 3, 0.0)
-    assert result.indices.tolist() == expected
     proportional = select(*args, **kwargs, allocation="proportional", show_progress=False)
     # group_budgets: quotas 12, 7.5, 4.5, 3; the equal remainders 0.5 go to the larger class
     assert proportional.per_class == {0: 12, 1: 8, 2: 4, 3: 3}
