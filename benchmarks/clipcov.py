@@ -1,10 +1,12 @@
-"""CLIPCov vs random / CLIP-score / SemDeDup subsets for CLIP training on shapes with noisy captions.
+"""CLIPCov (global and proportional allocation) vs random / CLIP-score / SemDeDup subsets for CLIP training on
+shapes with noisy captions.
 
 A tiny proxy CLIP is trained on the validation split (disjoint from the pool), embeds the 2,000-pair
-train pool, and each method picks 10% / 20% of it; a fresh tiny CLIP is trained on each subset with
+train pool, and each method picks 5% / 10% / 20% of it; a fresh tiny CLIP is trained on each subset with
 the same recipe, and its zero-shot accuracy on the labelled test split (prompt ensemble of caption-like
 templates) is reported as mean +- std over seeds (the seed drives selection ties, k-means, model init
-and data order). Run: ``python -m benchmarks.clipcov [--seeds 3 --epochs 30]``.
+and the training data order), with each subset's cross-covariance error ||Sigma_xy(S) - Sigma_xy(V)||_F
+on the proxy embeddings. Run: ``python -m benchmarks.clipcov [--seeds 5 --epochs 30]``.
 """
 
 import dataclasses
@@ -14,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import arguments, machine, peak_rss_mb, prepare, write_result
+from benchmarks.common import arguments, machine, mean_std, peak_rss_mb, prepare, write_result
 
-# (row name, method, uses the pool's true labels as classes instead of the proxy's zero-shot classes)
+# (row name, method, its keyword arguments)
 METHODS = (
-    ("clipcov", "clipcov", False),
-    ("clipcov (true labels)", "clipcov", True),
-    ("random", "random", False),
-    ("clip_score", "clip_score", False),
-    ("semdedup", "semdedup", False),
+    ("clipcov (global)", "clipcov", {"block_size": 20, "allocation": "global"}),
+    ("clipcov (proportional)", "clipcov", {"block_size": 20, "allocation": "proportional"}),
+    ("random", "random", {}),
+    ("clip_score", "clip_score", {}),
+    ("semdedup", "semdedup", {}),
 )
 
 
@@ -42,8 +44,8 @@ def templates(count: int = 48, seed: int = 0) -> list[str]:
 
 
 def main():
-    parser = arguments(__doc__, seeds=3)
-    parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.2])
+    parser = arguments(__doc__, seeds=5)
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.2])
     parser.add_argument("--epochs", type=float, default=30)
     parser.add_argument("--proxy_epochs", type=float, default=30)
     parser.add_argument("--n_train", type=int, default=2000)
@@ -61,9 +63,7 @@ def main():
     prompts = templates()
     config = ClipCovConfig(
         output_dir="outputs/benchmarks/clipcov",
-        n_train=args.n_train,
-        n_validation=args.n_proxy,
-        n_test=args.n_test,
+        dataset_params={"n_train": args.n_train, "n_validation": args.n_proxy, "n_test": args.n_test},
         prompt_templates=prompts,
         proxy_epochs=args.proxy_epochs,
         num_train_epochs=args.epochs,
@@ -84,16 +84,15 @@ def main():
     embeddings = clip_embeddings(pool, proxy, processor, caption_column="noisy_caption")
     proxy_seconds = time.perf_counter() - start
     print(f"proxy zero-shot accuracy {proxy_accuracy:.3f} ({proxy_seconds:.0f} s incl. embedding)", flush=True)
-    noisy = np.asarray(pool["is_noisy"])
+    noisy, true_labels = np.asarray(pool["is_noisy"]), np.asarray(pool["label"])
 
     runs = []
     for fraction in args.fractions:
-        for name, method, use_labels in METHODS:
+        for name, method, kwargs in METHODS:
             for seed in seeds:
                 begin = time.perf_counter()
-                source = embeddings.add_column("label", pool["label"]) if use_labels else embeddings
                 result = select_dataset(
-                    source,
+                    embeddings,
                     fraction,
                     proxy,
                     processor,
@@ -101,8 +100,7 @@ def main():
                     class_names=names,
                     prompt_templates=prompts,
                     seed=seed,
-                    label_column="label" if use_labels else None,
-                    **({"block_size": 20} if method == "clipcov" else {}),
+                    **kwargs,
                 )
                 select_seconds = time.perf_counter() - begin
                 subset = pool.select(result.indices)
@@ -118,8 +116,11 @@ def main():
                         "fraction": fraction,
                         "seed": seed,
                         "zero_shot_accuracy": accuracy,
+                        "cross_covariance_error": result.cross_covariance_error,
                         "noisy_caption_fraction": float(noisy[result.indices].mean()),
-                        "min_class_share": min(result.per_class.values()) / len(result),
+                        "true_class_shares": np.round(
+                            np.bincount(true_labels[result.indices], minlength=len(names)) / len(result), 3
+                        ).tolist(),
                         "select_seconds": select_seconds,
                         "train_and_eval_seconds": time.perf_counter() - begin - select_seconds,
                     }
@@ -132,14 +133,18 @@ def main():
         for method, _, _ in METHODS:
             mine = [r for r in runs if r["method"] == method and r["fraction"] == fraction]
             accuracy = [r["zero_shot_accuracy"] for r in mine]
+            error_mean, error_std = mean_std([r["cross_covariance_error"] for r in mine])
             row = {
                 "method": method,
                 "fraction": fraction,
                 "subset_rows": round(fraction * len(pool)),
                 "seeds": len(mine),
-                "zero_shot_accuracy_mean": round(statistics.mean(accuracy), 4),
-                "zero_shot_accuracy_std": round(statistics.stdev(accuracy), 4) if len(accuracy) > 1 else 0.0,
+                "zero_shot_accuracy_mean": round(mean_std(accuracy)[0], 4),
+                "zero_shot_accuracy_std": round(mean_std(accuracy)[1], 4),
                 "zero_shot_accuracy_per_seed": [round(a, 4) for a in accuracy],
+                "cross_covariance_error_mean": round(error_mean, 4),
+                "cross_covariance_error_std": round(error_std, 4),
+                "smallest_true_class_share_mean": round(statistics.mean(min(r["true_class_shares"]) for r in mine), 3),
                 "noisy_caption_fraction": round(statistics.mean(r["noisy_caption_fraction"] for r in mine), 4),
                 "select_seconds_median": round(statistics.median(r["select_seconds"] for r in mine), 3),
                 "train_and_eval_seconds_median": round(

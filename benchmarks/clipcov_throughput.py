@@ -1,10 +1,11 @@
 """CLIPCov selection throughput: 1,000,000 synthetic embedding pairs in 1,000 classes on a 2-core CPU.
 
-Target (issue 6): under 2 minutes, peak memory under 4 GB. Default 1 torch thread: on the shared
-2-core machine, 2 intra-op threads made the many small per-class ops ~8x slower (thread sync with a
-busy core); scale out with processes (class sharding) instead. Embeddings are stored in float16
-(512-d, as a ViT-B/32 proxy would write them: 2 x 1 GB); each class block is scored in float32.
-Run: ``python -m benchmarks.clipcov_throughput [--rows N --classes C --dim D]``.
+Target (issues 6, 14): under 2 minutes, peak memory under 4 GB, with the global allocation. Default 1 torch
+thread: on the shared 2-core machine, 2 intra-op threads made the many small per-class ops ~8x slower
+(thread sync with a busy core); scale out with processes (class sharding) instead. Embeddings are stored
+in float16 (512-d, as a ViT-B/32 proxy would write them: 2 x 1 GB), in memory or, with ``--memmap``,
+as .npy files opened with ``np.load(mmap_mode="r")``; each class block is scored in float32.
+Run: ``python -m benchmarks.clipcov_throughput [--rows N --classes C --dim D --memmap DIR]``.
 """
 
 import argparse
@@ -54,21 +55,28 @@ def main():
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--memmap", default=None, help="folder: write the pairs there as .npy and memory-map them")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from hfdc.clipcov import baselines, select
 
     image, text, labels, centres = synthetic_pairs(args.rows, args.classes, args.dim)
+    if args.memmap:
+        for name, array in (("image", image), ("text", text)):
+            np.save(f"{args.memmap}/{name}.npy", array)
+        del array
+        image, text = (np.load(f"{args.memmap}/{name}.npy", mmap_mode="r") for name in ("image", "text"))
     rss_data = peak_rss_mb()
     rows = []
     configs = [
-        ("clipcov (threshold 0, penalty max)", {}),
-        ("clipcov (threshold off, penalty mean)", {"threshold": None, "penalty": "mean"}),
+        ("clipcov (global, threshold 0, penalty max)", {}),
+        ("clipcov (proportional, threshold 0, penalty max)", {"allocation": "proportional"}),
+        ("clipcov (global, threshold off, penalty mean)", {"threshold": None, "penalty": "mean"}),
         ("clip_score baseline", None),
     ]
     for name, kwargs in configs:
         if kwargs is None:
-            result, wall, cpu, load = timed(lambda: baselines.clip_score(image, text, args.fraction, seed=0))
+            result, wall, cpu, load = timed(lambda: baselines.clip_score(image, text, args.fraction, labels=labels, seed=0))
         else:
             result, wall, cpu, load = timed(
                 partial(select, image, text, args.fraction, labels=labels, class_text_embeds=centres, **kwargs)
@@ -80,9 +88,13 @@ def main():
                 "classes": args.classes,
                 "dim": args.dim,
                 "dtype": "float16",
+                "storage": "memmap" if args.memmap else "memory",
                 "fraction": args.fraction,
                 "threads": args.threads,
                 "selected": len(result),
+                "classes_with_picks": sum(1 for n in result.per_class.values() if n),
+                "largest_class_share": round(max(result.per_class.values()) / len(result), 4),
+                "cross_covariance_error": round(result.cross_covariance_error, 5),
                 "wall_seconds": round(wall, 1),
                 "cpu_seconds": round(cpu, 1),
                 "cpu_seconds_per_thread": round(cpu / args.threads, 1),
