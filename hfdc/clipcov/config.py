@@ -25,7 +25,6 @@ class ClipCovConfig(DatasetConfig, HfdcConfig, TrainingArguments):
     """
 
     pool_split: str = field(default="train", metadata={"help": "Split of `dataset` to select from."})
-
     image_column: str = field(default="image", metadata={"help": "Column holding the images."})
     caption_column: str = field(default="noisy_caption", metadata={"help": "Column holding the captions."})
     label_column: str = field(

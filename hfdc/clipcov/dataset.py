@@ -53,8 +53,8 @@ def select_dataset(
     if method not in SELECTORS:
         raise ValueError(f"method must be one of {sorted(SELECTORS)}, got {method!r}")
     if all(column in dataset.column_names for column in EMBEDDING_COLUMNS):
-        image, text = (np.asarray(dataset.with_format("numpy")[c], dtype=np.float32) for c in EMBEDDING_COLUMNS)
-        rows = np.arange(len(dataset))
+        columns = [c for c in (*EMBEDDING_COLUMNS, "decodable") if c in dataset.column_names]
+        image, text, rows = embedding_arrays(dataset.select_columns(columns))
     else:
         if model is None or processor is None:
             raise ValueError(

@@ -194,13 +194,15 @@ def embed_rows(dataset, key: str, model, processor, image_column, caption_column
 
 
 def embedding_arrays(embeddings: Dataset, folder: str | Path | None = None, chunk_rows: int = 16384):
-    """(image_embeds, text_embeds, rows): the decodable rows' embeddings [n, dim] float32 and their row indices.
+    """(image_embeds, text_embeds, rows): the decodable rows' embeddings [n, dim] float32 and their row indices
+    (every row when there is no ``decodable`` column).
 
     With ``folder`` the arrays are written once to ``<fingerprint>-{image,text}_embeds.npy`` there (each process
     under ``accelerate launch`` writes its contiguous share of rows) and returned memory-mapped, so a process
     pages in only the rows it reads; without it they are read into memory.
     """
-    rows = np.flatnonzero(embeddings.with_format("numpy")["decodable"])
+    decodable = embeddings.with_format("numpy")["decodable"] if "decodable" in embeddings.column_names else None
+    rows = np.arange(len(embeddings)) if decodable is None else np.flatnonzero(decodable)
     columns = embeddings.select_columns(["image_embeds", "text_embeds"]).with_format("numpy")
 
     def read(start: int, stop: int) -> dict:

@@ -7,10 +7,12 @@ block, every remaining member j of class c (size |c|) is lowered as in the autho
   + (1/|c|) sum_{b picked in c so far} cross_b                              (class-wide)
   + (1/|c|) sum_{b in block} label_b / 2                                    (class-wide)
 
-and re-sorted (a lazy, batched approximation of the submodular objective). The class-wide terms do not
-change the order inside a class; they make a class that has given many picks lose ground to the others
-when all classes share one ranked list (``hfdc.clipcov.allocation``). The stream of a class depends on that
-class alone, so each process can build its classes' streams and only the allocation is global.
+and re-sorted (a lazy, batched approximation of the submodular objective). The notebook deducts when
+``(picks + 1) % 200 == 0`` (first after 199 picks, then every 200); here every ``block_size`` picks.
+The class-wide terms do not change the order inside a class; they make a class that has given many picks
+lose ground to the others when all classes share one ranked list (``hfdc.clipcov.allocation``). The stream
+of a class depends on that class alone, so each process can build its classes' streams and only the
+allocation is global.
 """
 
 from __future__ import annotations
