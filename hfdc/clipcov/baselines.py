@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hfdc.clipcov.checks import check_embeddings, check_finite, check_fraction, check_labels, read_rows
+from hfdc.clipcov.checks import CHUNK_ROWS, check_embeddings, check_finite, check_fraction, check_labels, read_rows
 from hfdc.clipcov.covariance import cross_covariance_error, cross_covariance_sum
 from hfdc.clipcov.greedy import ranked
 from hfdc.clipcov.partition import latent_classes
@@ -56,7 +56,7 @@ def random_subset(image_embeds, text_embeds, fraction, labels=None, class_text_e
 
 
 def clip_score(
-    image_embeds, text_embeds, fraction, labels=None, class_text_embeds=None, seed=0, chunk_rows: int = 65536
+    image_embeds, text_embeds, fraction, labels=None, class_text_embeds=None, seed=0, chunk_rows: int = CHUNK_ROWS
 ) -> SelectionResult:
     """CLIP-score filtering: the rows with the highest cos(img_i, cap_i) (Hessel et al. 2021; DataComp)."""
     image, text, class_text, total = checked(image_embeds, text_embeds, fraction, class_text_embeds)

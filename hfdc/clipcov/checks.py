@@ -13,6 +13,8 @@ import torch
 
 from hfdc.clipcov.scores import normalize
 
+CHUNK_ROWS = 16384  # rows read at once where a whole range is streamed (~100 MB of float32 temporaries at d=512)
+
 
 def check_fraction(fraction: float, size: int) -> int:
     """The total budget round(fraction * size); a ValueError when fraction is outside (0, 1] or selects nothing."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hfdc.clipcov.checks import read_rows
+from hfdc.clipcov.checks import CHUNK_ROWS, read_rows
 
 
 def outer_sum(image: torch.Tensor, text: torch.Tensor) -> np.ndarray:
@@ -19,7 +19,7 @@ def outer_sum(image: torch.Tensor, text: torch.Tensor) -> np.ndarray:
     return (image.T @ text).double().numpy()
 
 
-def cross_covariance_sum(image, text, rows=None, chunk_rows: int = 65536) -> np.ndarray:
+def cross_covariance_sum(image, text, rows=None, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
     """sum_i x_i y_i^T [dim, dim] (float64) over ``rows`` (ascending indices; None = every row), read in chunks."""
     dim = image.shape[1]
     total = np.zeros((dim, dim))

@@ -17,6 +17,7 @@ import torch
 from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
 from PIL import Image as PILImage
 
+from hfdc.clipcov.checks import CHUNK_ROWS
 from hfdc.clipcov.partition import row_range
 from hfdc.clipcov.scores import normalize
 from hfdc.distributed import process_state
@@ -193,7 +194,7 @@ def embed_rows(dataset, key: str, model, processor, image_column, caption_column
     )
 
 
-def embedding_arrays(embeddings: Dataset, folder: str | Path | None = None, chunk_rows: int = 16384):
+def embedding_arrays(embeddings: Dataset, folder: str | Path | None = None, chunk_rows: int = CHUNK_ROWS):
     """(image_embeds, text_embeds, rows): the decodable rows' embeddings [n, dim] float32 and their row indices
     (every row when there is no ``decodable`` column).
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hfdc.clipcov.checks import as_rows, as_tensor, check_finite, read_rows
+from hfdc.clipcov.checks import CHUNK_ROWS, as_rows, as_tensor, check_finite, read_rows
 from hfdc.clipcov.covariance import outer_sum
 from hfdc.clipcov.scores import normalize
 from hfdc.distributed import process_state
@@ -42,7 +42,7 @@ def nearest_class(image: torch.Tensor, class_text: torch.Tensor) -> np.ndarray:
     return (image @ class_text.T).argmax(1).numpy()
 
 
-def latent_classes(image_embeds, class_text_embeds, chunk_rows: int = 65536) -> np.ndarray:
+def latent_classes(image_embeds, class_text_embeds, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
     """Zero-shot latent class of each pair: argmax_c cos(img_i, class-name prompt embedding c)."""
     image = as_rows(image_embeds, "image_embeds")
     class_text = normalize(torch.as_tensor(np.asarray(class_text_embeds)))
@@ -80,7 +80,9 @@ class ClassPartition:
         return np.sort(by_size[shard_index::num_shards])
 
 
-def range_summary(image, text, labels, class_text, rows: slice, num_classes: int, chunk_rows: int = 65536) -> dict:
+def range_summary(
+    image, text, labels, class_text, rows: slice, num_classes: int, chunk_rows: int = CHUNK_ROWS
+) -> dict:
     """Labels (zero-shot when ``labels`` is None), per-class embedding sums and sum x y^T over ``rows``.
 
     The sums are float64, so the centroids do not depend on how the rows are split among processes.
