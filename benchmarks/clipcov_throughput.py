@@ -76,7 +76,9 @@ def main():
     ]
     for name, kwargs in configs:
         if kwargs is None:
-            result, wall, cpu, load = timed(lambda: baselines.clip_score(image, text, args.fraction, labels=labels, seed=0))
+            result, wall, cpu, load = timed(
+                lambda: baselines.clip_score(image, text, args.fraction, labels=labels, seed=0)
+            )
         else:
             result, wall, cpu, load = timed(
                 partial(select, image, text, args.fraction, labels=labels, class_text_embeds=centres, **kwargs)
