@@ -127,6 +127,13 @@ def test_malformed_replies_are_fixed_or_skipped_and_counted(tmp_path):
     assert by_prompt[5] == [("<image>\nq5", 0)] and sorted(by_prompt) == [0, 1, 2, 5]
 
 
+def test_a_generator_that_never_parses_yields_an_empty_set_and_counts(tmp_path):
+    backend = backends.get("scripted", responses=lambda messages, seed: "no idea")
+    records = generate(make_task(3), backend, total=3, include_images=False, shard_size=2, output_dir=tmp_path)
+    report = generation_report(records)
+    assert len(records) == 0 and report.skipped == {"no_json": 3} and report.fix_requests == 9
+
+
 def test_rerun_with_the_cache_makes_zero_backend_calls(tmp_path):
     task = make_task(8)
     oracle = shapes_oracle(malformed=0.5, wrong=0.2)
@@ -150,7 +157,7 @@ def test_caption_baselines_record_descriptions(tmp_path):
     common = dict(total=4, include_images=False, output_dir=tmp_path)
     generic = generate(make_task(4), backend, mode="generic_caption", **common)
     assert generic[0]["conversations"][0]["value"] == "<image>\nDescribe the image."
-    assert generic[0]["conversations"][1]["value"] in SCENES
+    assert generic[0]["conversations"][1]["value"] in SCENES  # the first of its two phrasings
     task_caption = generate(make_task(4), backend, mode="task_caption", **common)
     assert task_caption[0]["conversations"][0]["value"].startswith("<image>\nDescribe the image as an expert in")
     assert len(generic) == len(task_caption) == 4 and set(generic["mode"]) == {"generic_caption"}
@@ -169,10 +176,10 @@ def test_a_generator_timeout_mid_run_loses_nothing(oracle_server, tmp_path):
 
     def backend():
         return backends.get(
-            oracle_server.spec("teacher"), cache_dir=tmp_path / "cache", timeout=1.0, max_retries=0, max_workers=1
+            oracle_server.spec("teacher"), cache_dir=tmp_path / "cache", timeout=2.0, max_retries=0, max_workers=1
         )
 
-    oracle_server.stall_next(1, seconds=3, after=5)  # the 2nd prompt of the 2nd shard times out
+    oracle_server.stall_next(1, seconds=4, after=5)  # the 2nd prompt of the 2nd shard times out
     with pytest.raises(GenerationError, match=r"stopped in shard 2 of 3 .*the 1 finished shards are saved"):
         generate(task, backend(), **kwargs)
     sent = len(oracle_server.requests)  # 6, or 7 when the next request had started before the failure

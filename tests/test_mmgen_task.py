@@ -4,6 +4,7 @@ import json
 
 import pytest
 import yaml
+from datasets import Dataset
 from PIL import Image
 
 from hfdc.mmgen import TaskFileError, TaskSpec
@@ -108,6 +109,15 @@ def test_inline_llava_reference_and_a_broken_image(tmp_path):
     mapping["reference"][1] = {"image": "ref.png", "conversations": turns[::-1]}
     with pytest.raises(TaskFileError, match=r"'reference\[1\].conversations\[0\]' must be \{from: human"):
         TaskSpec.from_file(write(tmp_path, mapping))
+
+
+def test_contains_offset_and_limit_select_rows_and_list_answers_give_their_first(tmp_path):
+    rows = {"image": [Image.new("RGB", (4, 4))] * 5, "id": ["map.1", "maze.1", "map.2", "map.3", "map.4"]}
+    rows["q"], rows["label"] = [f"q{i}" for i in range(5)], [[f"a{i}", "alt"] for i in range(5)]
+    Dataset.from_dict(rows).save_to_disk(str(tmp_path / "table"))
+    source = {"dataset": "table", "question_column": "q", "answer_column": "label", "contains": {"id": "map"}}
+    task = TaskSpec.from_file(write(tmp_path, shapes_task(evaluation={**source, "offset": 1, "limit": 2})))
+    assert list(task.evaluation["question"]) == ["q2", "q3"] and list(task.evaluation["answer"]) == ["a2", "a3"]
 
 
 def test_decode_image_returns_none_for_broken_bytes():

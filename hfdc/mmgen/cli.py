@@ -205,24 +205,19 @@ def peft_config(config: MmgenConfig):
     )
 
 
-def run(config: MmgenConfig) -> dict:
-    """Run the selected stages; returns the metrics written to metrics.json."""
-    from hfdc.mmgen.train import train_sft
-
+def data_stages(config: MmgenConfig, stages: set, base, processor, metrics: dict, main: bool):
+    """Partition, generation and filter (each run, or read from output_dir); returns (task, generated, kept)."""
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stages = set(config.stages)
     task = TaskSpec.from_file(resolve_task(config.task))
-    metrics = {"task": task.name, "mode": config.mode, "seed": config.seed}
     if "partition" in stages:
         clip, clip_processor = load_clip(config)
         task = partition_task(task, clip, clip_processor, templates=config.keyword_templates, cache_dir=out / "cache")
-        save_partition(task, out / "partition.json")
+        if main:
+            save_partition(task, out / "partition.json")
         metrics["reference per subgroup"] = subgroup_counts(task.reference, task.keywords)
         metrics["candidates per subgroup"] = subgroup_counts(task.candidates, task.keywords)
     else:
         task = load_partition(task, out / "partition.json")
-    base, processor = load_vlm(config.base_model, config.seed)
     records = kept = None
     if "generate" in stages:
         backend = load_generator(config)
@@ -243,9 +238,9 @@ def run(config: MmgenConfig) -> dict:
         )
         card = generated_card(config, task, records, backend)
         metrics.update({f"generated: {k}": v for k, v in card["figures"].items()})
-        push_dataset(records, repo_id=config.generated_repo_id, output_dir=out / "generated", card=card)
-    needs_generated = "filter" in stages or ("train" in stages and config.train_data == "generated")
-    if records is None and needs_generated:
+        if main:
+            push_dataset(records, repo_id=config.generated_repo_id, output_dir=out / "generated", card=card)
+    if records is None and ("filter" in stages or ("train" in stages and config.train_data == "generated")):
         records = saved(out / "generated", "generate")
     if "filter" in stages:
         kept = filter_by_loss(
@@ -260,13 +255,39 @@ def run(config: MmgenConfig) -> dict:
             kept = deduplicate(kept, config.dedup_fraction)
         card = filtered_card(config, task, len(records), kept, config.base_model)
         metrics.update({f"filtered: {k}": v for k, v in card["figures"].items()})
-        push_dataset(kept, repo_id=config.repo_id, output_dir=out / "filtered", card=card)
+        if main:
+            push_dataset(kept, repo_id=config.repo_id, output_dir=out / "filtered", card=card)
     if kept is None and "train" in stages and config.train_data == "filtered":
         kept = saved(out / "filtered", "filter")
-    if "evaluate" in stages and task.evaluation is None:
+    return task, records, kept
+
+
+def accuracy(config: MmgenConfig, task: TaskSpec, model, processor) -> dict:
+    if task.evaluation is None:
         raise ValueError(f"stage 'evaluate' needs an 'evaluation' split in the task file {config.task}")
-    if "evaluate" in stages:
-        result = evaluate(base, processor, task.evaluation, config.eval_metric, config.score_batch_size)
+    return evaluate(model, processor, task.evaluation, config.eval_metric, config.score_batch_size)
+
+
+def run(config: MmgenConfig) -> dict:
+    """Run the selected stages; returns the metrics written to metrics.json.
+
+    Under ``accelerate launch`` the data stages run on the main process first; the others then read its
+    cached partition, shards and losses (no second backend call). Evaluation and saving happen on the main
+    process; SFT runs on all.
+    """
+    from hfdc.distributed import process_state
+    from hfdc.mmgen.train import train_sft
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stages, state = set(config.stages), process_state()
+    metrics = {"mode": config.mode, "seed": config.seed}
+    base, processor = load_vlm(config.base_model, config.seed)
+    with state.main_process_first():
+        task, records, kept = data_stages(config, stages, base, processor, metrics, state.is_main_process)
+    metrics["task"] = task.name
+    if "evaluate" in stages and state.is_main_process:
+        result = accuracy(config, task, base, processor)
         metrics["accuracy before"] = round(result["accuracy"], 4)
         metrics["eval metric"], metrics["eval rows"] = result["metric"], result["n"]
     model = None
@@ -285,27 +306,25 @@ def run(config: MmgenConfig) -> dict:
         metrics["train loss"] = round(trainer.state.log_history[-1].get("train_loss", float("nan")), 4)
     elif "evaluate" in stages and (out / "model").is_dir():
         model, processor = load_vlm(str(out / "model"))
+    if not state.is_main_process:
+        return metrics
     if "evaluate" in stages and model is not None:
-        result = evaluate(model, processor, task.evaluation, config.eval_metric, config.score_batch_size)
-        metrics["accuracy after"] = round(result["accuracy"], 4)
+        metrics["accuracy after"] = round(accuracy(config, task, model, processor)["accuracy"], 4)
     if "train" in stages:
         figures = {
             k: metrics[k] for k in ("train rows", "train loss", "accuracy before", "accuracy after") if k in metrics
         }
+        description = (
+            f"`{config.base_model}` fine-tuned on the {config.train_data} MM-Gen data of *{task.name}* "
+            f"({f'LoRA r={config.lora_r}, merged' if config.lora_r else 'full fine-tune'})."
+        )
+        card = _card(config, task, description, figures, config.base_model)
         processor.save_pretrained(out / "model")  # first, so that a push uploads it with the model
         push_model(
             model,
             repo_id=config.model_repo_id,
             output_dir=out / "model",
-            card=_card(
-                config,
-                task,
-                f"`{config.base_model}` fine-tuned on the {config.train_data} MM-Gen data of *{task.name}* "
-                f"({'LoRA r=' + str(config.lora_r) + ', merged' if config.lora_r else 'full fine-tune'}).",
-                figures,
-                config.base_model,
-            )
-            | {"tags": ["vision-language", "llava", "sft"]},
+            card=card | {"tags": ["vision-language", "llava", "sft"]},
         )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     logger.info("mmgen metrics: %s", metrics)

@@ -275,7 +275,9 @@ def generate(
                 ) from error
             tmp = run_dir / f".{shard.name}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            Dataset.from_list(records, features=RECORD_FEATURES).save_to_disk(str(tmp))
+            columns = {name: [record[name] for record in records] for name in RECORD_FEATURES}
+            # num_shards=1: datasets writes no file for an empty set without it, and cannot load that back
+            Dataset.from_dict(columns, features=RECORD_FEATURES).save_to_disk(str(tmp), num_shards=1)
             shard_report.save(tmp / REPORT_FILE)
             os.replace(tmp, shard)
         report.add(GenerationReport.load(shard / REPORT_FILE))

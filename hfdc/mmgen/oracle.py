@@ -62,15 +62,17 @@ def _pairs(scene: tuple, count: int, with_examples: bool, wrong: float, seed: in
 
 
 def _captions(scene: tuple, count: int, generic: bool) -> list[dict]:
+    """``count`` descriptions, alternating two phrasings: the generic caption or a skill-focused one."""
     big_color, big_shape, relation, small_color, small_shape = scene
+    big, small, side = f"{big_color} {big_shape}", f"{small_color} {small_shape}", RELATIONS[relation][1]
     if generic:
-        text = f"a {big_color} {big_shape} {relation} a small {small_color} {small_shape}"
+        texts = (f"a {big} {relation} a small {small}", f"There is a large {big} {relation} a small {small}.")
     else:
-        text = (
-            f"The large {big_color} {big_shape} is {relation} the small {small_color} {small_shape}, "
-            f"so it lies {RELATIONS[relation][1]} relative to it."
+        texts = (
+            f"The large {big} is {relation} the small {small}, so it lies {side} relative to it.",
+            f"Relative to the small {small}, the large {big} lies {side}.",
         )
-    return [{"A": text} for _ in range(count)]
+    return [{"A": texts[number % 2]} for number in range(count)]
 
 
 def _malformed(pairs: list[dict], kind: float) -> str:

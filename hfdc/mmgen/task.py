@@ -16,9 +16,10 @@ A YAML or JSON mapping (Joshi et al., "MM-GEN", arXiv 2501.04155, section 3):
                  options: [left, right, above, below]}   # optional labelled split
 
 A data set source names ``dataset`` (anything ``hfdc.data.load`` takes: embedded name, save_to_disk folder,
-Hub id or builder such as ``json``), ``params`` (its keyword arguments), ``split``, ``image_column`` (an Image
-column, or file paths resolved against ``image_folder``), ``text_column`` (a description of each image for
-text-only generators) and ``limit`` (the first N rows). Every error names the field and the fix.
+Hub id or builder such as ``json``), ``params`` (its keyword arguments), ``split``, ``contains`` ({column:
+substring}: keep the rows whose column holds it), ``offset`` and ``limit`` (rows offset .. offset + limit - 1),
+``image_column`` (an Image column, or file paths resolved against ``image_folder``) and ``text_column`` (a
+description of each image for text-only generators). Every error names the field and the fix.
 """
 
 from __future__ import annotations
@@ -55,13 +56,14 @@ SOURCE_KEYS = {
     "image_folder",
     "text_column",
     "limit",
+    "offset",
+    "contains",
     "conversations_column",
     "question_column",
     "answer_column",
     "options",
     "options_column",
 }
-QA_KEYS = {"conversations_column", "question_column", "answer_column", "options", "options_column"}
 
 
 class TaskFileError(ValueError):
@@ -203,11 +205,22 @@ def _load_source(
                 f"{source}: field '{field}.split' must name one of the splits {list(data)} of {name!r}, got {split!r}"
             )
         data = data[split]
-    limit = spec.get("limit")
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise TaskFileError(f"{source}: field '{field}.limit' must be an integer >= 1, got {limit!r}")
-        data = data.select(range(min(limit, len(data))))
+    contains = spec.get("contains") or {}
+    if not isinstance(contains, Mapping):
+        raise TaskFileError(f"{source}: field '{field}.contains' must map a column to a substring, got {contains!r}")
+    for column, text in contains.items():
+        if column not in data.column_names:
+            raise TaskFileError(f"{source}: field '{field}.contains' names {column!r}, not a column of {name!r}")
+        data = data.filter(
+            lambda value, text=str(text): text in str(value), input_columns=column, desc=f"{field}: contains"
+        )
+    offset, limit = spec.get("offset", 0), spec.get("limit")
+    for key, value, minimum in (("offset", offset, 0), ("limit", limit, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+            raise TaskFileError(f"{source}: field '{field}.{key}' must be an integer >= {minimum}, got {value!r}")
+    stop = len(data) if limit is None else min(offset + limit, len(data))
+    if offset or stop < len(data):
+        data = data.select(range(min(offset, stop), stop))
     for key in ("image_column", "text_column", "conversations_column", "question_column", "answer_column"):
         column = spec.get(key, "image" if key == "image_column" else None)
         if column is not None and column not in data.column_names:
@@ -231,6 +244,11 @@ def _images(data: Dataset, spec: Mapping, field: str, base_dir: Path, decode: bo
     folder = base_dir / spec.get("image_folder", ".")
     data = data.map(lambda row: {column: str(folder / row[column])}, desc=f"{field}: image paths")
     return data.cast_column(column, Image(decode=decode))
+
+
+def _answer(value) -> str:
+    """An answer as text; a list of accepted answers (ChartQA's ``label``) gives its first."""
+    return str(value[0] if isinstance(value, list) and value else value)
 
 
 def _options(row: dict, spec: Mapping) -> list[str]:
@@ -258,7 +276,7 @@ def _load_reference(value, base_dir: Path, source: str, loaded: dict) -> Dataset
             conversations = [{"from": t["from"], "value": t["value"]} for t in row[spec["conversations_column"]]]
         else:
             question = with_options(str(row[spec["question_column"]]), _options(row, spec))
-            conversations = qa_conversation(question, str(row[spec["answer_column"]]))
+            conversations = qa_conversation(question, _answer(row[spec["answer_column"]]))
         return {
             "image": row[spec.get("image_column", "image")],
             "conversations": conversations,
@@ -312,7 +330,17 @@ def _inline_reference(records: list, base_dir: Path, source: str) -> Dataset:
 
 
 def _load_candidates(value, base_dir: Path, source: str, loaded: dict) -> Dataset:
-    allowed = {"dataset", "params", "split", "image_column", "image_folder", "text_column", "limit"}
+    allowed = {
+        "dataset",
+        "params",
+        "split",
+        "image_column",
+        "image_folder",
+        "text_column",
+        "limit",
+        "offset",
+        "contains",
+    }
     data, spec = _load_source(value, "candidates", base_dir, source, allowed, loaded)
     data = _images(data, spec, "candidates", base_dir, decode=False)
     image_column, text_column = spec.get("image_column", "image"), spec.get("text_column")
@@ -332,7 +360,7 @@ def _load_evaluation(value, base_dir: Path, source: str, loaded: dict) -> Datase
         return {
             "image": row[spec.get("image_column", "image")],
             "question": str(row[spec["question_column"]]),
-            "answer": str(row[spec["answer_column"]]),
+            "answer": _answer(row[spec["answer_column"]]),
             "options": _options(row, spec),
         }
 
