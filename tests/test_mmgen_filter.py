@@ -2,13 +2,14 @@
 
 import numpy as np
 import pytest
+import torch
 from datasets import Dataset
 from PIL import Image
 
 import hfdc.models
 from hfdc.mmgen import deduplicate, filter_by_loss, loss_band, score_losses
 from hfdc.mmgen.task import qa_conversation
-from hfdc.mmgen.vlm import completion_nll, sft_row
+from hfdc.mmgen.vlm import collator, completion_nll, sft_row
 
 LOSSES = [0.9, 0.2, 1.7, 0.5, 1.1, 0.3, 2.4, 0.8]
 
@@ -47,6 +48,9 @@ def test_filter_by_loss_keeps_the_band_of_the_base_models_losses(tmp_path):
     rows = [sft_row(r["image"], r["conversations"][0]["value"][8:], r["conversations"][1]["value"]) for r in data]
     nll = completion_nll(model, processor, rows, batch_size=5)
     losses = nll[:, 0] / nll[:, 1]
+    for row, loss in zip(rows[:3], losses):  # the mean completion loss is the model's own SFT loss of the row
+        with torch.no_grad():
+            assert model(**collator(processor)([dict(row)])).loss.item() == pytest.approx(loss, rel=1e-5)
     assert len(set(np.round(losses, 6))) == 12  # unequal losses: the band is not decided by ties
     kept = filter_by_loss(data, model, processor, keep=(25, 75), batch_size=5, cache_dir=tmp_path)
     expected = np.sort(np.argsort(losses)[3:9])

@@ -58,6 +58,7 @@ def make_task(n: int, broken: tuple = ()) -> TaskSpec:
         ('{"Q": "only", "A": {"A": "one"}}', [("only", "one")], 0),
         ('noise {"Q": "q1", "A": "a1"} more {"Q": "q2", "A": "a2"', [("q1", "a1")], 1),
         ('[{"Q": "q1", "A": "a1"} {"Q": "q2", "A": "a2"} {"Q" "q3"}]', [("q1", "a1"), ("q2", "a2")], 1),
+        ('[{"Q": "Is it red?", "A": true,},]', [("Is it red?", "True")], 0),
         ("\u201c[{\u201cQ\u201d: \u201cq1\u201d, \u201cA\u201d: \u201ca1\u201d}]", [("q1", "a1")], 0),
     ],
 )
@@ -83,10 +84,16 @@ def test_parser_names_why_a_reply_is_unusable(reply, reason):
 
 
 def scripted_replies(messages, seed):
-    """Per candidate: 0, 1 good / wrapped; 2 truncated (fixed); 3 prose, 4 keyless (never fixed); 5 cut off."""
+    """Per candidate: 0, 1 good / wrapped; 2 truncated (one fix); 3 prose, 4 keyless (never fixed); 5 cut off;
+    6 fixed by the third format-fix request only."""
     system, text = messages[0]["content"], messages[-1]["content"]
     if system.startswith("You repair"):
-        return '[{"Q": "fixed", "A": "left"}]' if text.startswith("[{'Q'") else text
+        if text.startswith("[{'Q'"):
+            return '[{"Q": "fixed", "A": "left"}]'
+        if text.startswith("[[partial"):
+            step = int(text[len("[[partial") :])
+            return '[{"Q": "late", "A": "right"}]' if step == 2 else f"[[partial{step + 1}"
+        return text
     scene = int(re.findall(r"scene-(\d+)", text)[-1])
     good = [{"Q": f"q{scene}", "A": "left"}, {"Q": f"r{scene}", "A": "right"}]
     return [
@@ -96,15 +103,16 @@ def scripted_replies(messages, seed):
         "I am not able to do that.",
         json.dumps([{"question": "no answer"}]),
         json.dumps(good)[:-10],
-    ][scene % 6]
+        "[[partial0",
+    ][scene % 7]
 
 
 def test_malformed_replies_are_fixed_or_skipped_and_counted(tmp_path):
     backend = backends.get("scripted", responses=scripted_replies)
     records = generate(
-        make_task(7, broken=(6,)),
+        make_task(8, broken=(7,)),
         backend,
-        total=14,
+        total=16,
         per_candidate=2,
         num_icl=1,
         include_images=False,
@@ -112,19 +120,20 @@ def test_malformed_replies_are_fixed_or_skipped_and_counted(tmp_path):
         output_dir=tmp_path,
     )
     report = generation_report(records)
-    # prompt 2 needs one fix; prompts 3 and 4 get three fix requests each, then are skipped; 5 keeps its first
-    # pair (the cut-off second one is counted as dropped); 6 does not decode
-    assert report.fix_requests == 1 + 3 + 3 and report.fixed == 1
+    # prompt 2 needs one fix, prompt 6 three; prompts 3 and 4 get three fix requests each, then are skipped;
+    # 5 keeps its first pair (the cut-off second one is counted as dropped); 7 does not decode
+    assert report.fix_requests == 1 + 3 + 3 + 3 and report.fixed == 2
     assert report.skipped == {"no_json": 1, "no_items": 1, "undecodable_image": 1}
-    assert report.prompts == 6 and report.records == len(records) == 2 + 2 + 1 + 1
-    assert report.backend_calls == 6 + 7 and report.dropped_items == 1
+    assert report.prompts == 7 and report.records == len(records) == 2 + 2 + 1 + 1 + 1
+    assert report.backend_calls == 7 + 10 and report.dropped_items == 1
     by_prompt = {}
     for row in records:
         by_prompt.setdefault(row["candidate_index"], []).append(
             (row["conversations"][0]["value"], row["fix_attempts"])
         )
     assert by_prompt[2] == [("<image>\nfixed", 1)] and by_prompt[0] == [("<image>\nq0", 0), ("<image>\nr0", 0)]
-    assert by_prompt[5] == [("<image>\nq5", 0)] and sorted(by_prompt) == [0, 1, 2, 5]
+    assert by_prompt[5] == [("<image>\nq5", 0)] and by_prompt[6] == [("<image>\nlate", 3)]
+    assert sorted(by_prompt) == [0, 1, 2, 5, 6]
 
 
 def test_a_generator_that_never_parses_yields_an_empty_set_and_counts(tmp_path):

@@ -154,7 +154,7 @@ def _generate_shard(
     rows: Dataset, task: TaskSpec, backend, settings: dict, seed: int
 ) -> tuple[list[dict], GenerationReport]:
     """Prompt, parse, fix and record one shard; the report holds its counts and backend usage. The backend
-    calls of the shard get seeds sample_seed(seed, 0, 0), then sample_seed(seed, attempt, 0) for format fixes."""
+    calls of the shard get seeds sample_seed(seed, 0, 0), then sample_seed(seed, attempt, 0) for format fixes 1, 2, ..."""
     mode, keys = settings["mode"], ("A",) if settings["mode"] in CAPTION_MODES else ("Q", "A")
     report = GenerationReport(skipped={}, per_subgroup={})
     usage_before = dataclasses.replace(backend.usage)
@@ -179,27 +179,32 @@ def _generate_shard(
     texts = [s[0] for s in backend.generate(messages, seed=sample_seed(seed, 0, 0), **sampling)] if messages else []
     report.prompts = len(jobs)
     parsed, reasons = {}, {}
-    pending = list(range(len(jobs)))
-    for attempt in range(settings["max_fix_attempts"] + 1):
+
+    def parse(indices: list[int], attempt: int) -> list[int]:
+        """Parse the replies of ``indices``; the ones that fail, with their reason kept."""
         failing = []
-        for i in pending:
+        for i in indices:
             try:
                 parsed[i] = (parse_items(texts[i], keys), attempt)
             except ParseError as error:
                 reasons[i] = error.reason
                 failing.append(i)
-        report.fixed += sum(1 for i in pending if i in parsed) if attempt else 0
-        if not failing or attempt == settings["max_fix_attempts"]:
-            pending = failing
+        return failing
+
+    failing = parse(list(range(len(jobs))), 0)
+    for attempt in range(1, settings["max_fix_attempts"] + 1):
+        if not failing:
             break
         report.fix_requests += len(failing)
         replies = backend.generate(
-            [fix_messages(texts[i], mode) for i in failing], seed=sample_seed(seed, attempt + 1, 0), **sampling
+            [fix_messages(texts[i], mode) for i in failing], seed=sample_seed(seed, attempt, 0), **sampling
         )
         for i, reply in zip(failing, replies):
             texts[i] = reply[0]
-        pending = failing
-    for i in pending:
+        still = parse(failing, attempt)
+        report.fixed += len(failing) - len(still)
+        failing = still
+    for i in failing:
         report.skipped[reasons[i]] = report.skipped.get(reasons[i], 0) + 1
     records = []
     for i, (result, attempts) in sorted(parsed.items()):
