@@ -17,6 +17,7 @@ _SUBMODULES = {
     "data",
     "hallucination",
     "hub",
+    "mmgen",
     "models",
     "submodular",
     "tada",

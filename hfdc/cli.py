@@ -56,6 +56,11 @@ COMMANDS: dict[str, Command] = {
         "hfdc.hallucination.config:HallucinationConfig",
         "hfdc.hallucination.cli:run",
     ),
+    "mmgen": Command(
+        "MM-Gen: targeted synthetic Q/A for a vision-language task (partition, generate, filter, SFT, evaluate).",
+        "hfdc.mmgen.config:MmgenConfig",
+        "hfdc.mmgen.cli:run",
+    ),
     "demo": Command(
         "Run the default recipes on the embedded data and write artifacts and cards.",
         "hfdc.demo:DemoConfig",

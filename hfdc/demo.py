@@ -19,6 +19,7 @@ DEFAULT_STEPS = [
     "useful:useful/demo.yaml",
     "tada:tada/demo.yaml",
     "clipcov:clipcov/demo.yaml",
+    "mmgen:mmgen/demo.yaml",
 ]
 
 

@@ -3,8 +3,12 @@
 with OpenAIServer() as server:
     backend = hfdc.backends.get(server.spec("test-model"), cache_dir=tmp_path)
     server.fail_next(2, status=429)   # the next two requests get HTTP 429
+    server.stall_next(1, seconds=5)   # the next request answers after 5 s (a client timeout)
+
+``OpenAIServer(respond=fn, latency=s)``: answers ``fn(messages, seed)`` instead of the echo, each after ``s`` seconds.
 """
 
+import asyncio
 import hashlib
 import socket
 import threading
@@ -39,11 +43,15 @@ def prompt_tokens(messages: list[dict]) -> int:
 
 
 class OpenAIServer:
-    """uvicorn in a background thread on 127.0.0.1 (free port); records requests; can fail the next k requests."""
+    """uvicorn in a background thread on 127.0.0.1 (free port); records requests; can fail or stall the next k
+    requests; ``respond(messages, seed) -> str`` replaces the echo answer; ``latency`` delays every answer."""
 
-    def __init__(self):
+    def __init__(self, respond=None, latency: float = 0.0):
         self.requests: list[dict] = []
         self._failures: list[int | None] = []  # queued outcomes of the next requests (None: answer normally)
+        self._stalls: list[float] = []  # queued extra delays (s) of the next requests
+        self._respond = respond
+        self._latency = latency
         self._lock = threading.Lock()
         self.app = self._build_app()
         with socket.socket() as sock:
@@ -62,6 +70,11 @@ class OpenAIServer:
         with self._lock:
             self._failures.extend([None] * after + [status] * k)
 
+    def stall_next(self, k: int, seconds: float, after: int = 0) -> None:
+        """Answer ``k`` chat requests only after ``seconds`` (past a client's timeout), after ``after`` normal ones."""
+        with self._lock:
+            self._stalls.extend([0.0] * after + [seconds] * k)
+
     def _build_app(self) -> FastAPI:
         app = FastAPI()
 
@@ -71,14 +84,24 @@ class OpenAIServer:
             with self._lock:
                 self.requests.append({"body": body, "authorization": request.headers.get("authorization")})
                 status = self._failures.pop(0) if self._failures else None
+                delay = self._latency + (self._stalls.pop(0) if self._stalls else 0.0)
+            if delay:
+                await asyncio.sleep(delay)
             if status is not None:
                 # echoes the credentials like some providers do, so tests can check that clients redact them
                 message = f"injected failure {status} for authorization {request.headers.get('authorization')}"
                 return JSONResponse({"error": {"message": message}}, status_code=status)
             messages = body["messages"]
-            answer = expected_answer(
-                messages, body.get("model", ""), body.get("temperature", 1.0), body.get("seed"), body.get("max_tokens")
-            )
+            if self._respond is not None:
+                answer = self._respond(messages, body.get("seed"))
+            else:
+                answer = expected_answer(
+                    messages,
+                    body.get("model", ""),
+                    body.get("temperature", 1.0),
+                    body.get("seed"),
+                    body.get("max_tokens"),
+                )
             usage = {"prompt_tokens": prompt_tokens(messages), "completion_tokens": len(answer.split())}
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
             return {

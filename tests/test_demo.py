@@ -52,6 +52,7 @@ def test_every_demo_card_snippet_loads_its_artifact(demo):
         "useful",
         "tada",
         "clipcov",
+        "mmgen",
     }
     for readme in cards:
         text = readme.read_text()
