@@ -19,6 +19,8 @@ DEFAULT_STEPS = [
     "useful:useful/demo.yaml",
     "tada:tada/demo.yaml",
     "clipcov:clipcov/demo.yaml",
+    "mkdt:mkdt/demo.yaml",
+    "ddranking:ddranking/demo.yaml",
 ]
 
 

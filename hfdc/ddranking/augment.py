@@ -5,7 +5,7 @@ DSA (Zhao & Bilen, ICML 2021) applies one transform, drawn per batch, with param
 crop (shift +-12.5%), cutout (a 50% square zeroed). Mixup blends each image with another of the batch
 (lambda ~ Beta(beta, beta)); cutmix pastes a box of another image (area 1 - lambda). Labels are left as they
 are: with the teacher soft-label mode the teacher labels the augmented images. Randomness comes from torch's
-global generator (seeded per evaluation run).
+global generator (seeded per evaluation run), drawn on the images' device.
 """
 
 from __future__ import annotations
@@ -25,35 +25,35 @@ def _affine(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 
 def _scale(x: torch.Tensor) -> torch.Tensor:
     ratio = 1.2
-    s = torch.rand(len(x), 2) * (ratio - 1 / ratio) + 1 / ratio
-    theta = torch.zeros(len(x), 2, 3)
+    s = torch.rand(len(x), 2, device=x.device) * (ratio - 1 / ratio) + 1 / ratio
+    theta = torch.zeros(len(x), 2, 3, device=x.device)
     theta[:, 0, 0], theta[:, 1, 1] = s[:, 0], s[:, 1]
     return _affine(x, theta)
 
 
 def _rotate(x: torch.Tensor) -> torch.Tensor:
-    angle = (torch.rand(len(x)) - 0.5) * 2 * 15 / 180 * math.pi
-    theta = torch.zeros(len(x), 2, 3)
+    angle = (torch.rand(len(x), device=x.device) - 0.5) * 2 * 15 / 180 * math.pi
+    theta = torch.zeros(len(x), 2, 3, device=x.device)
     theta[:, 0, 0], theta[:, 0, 1] = angle.cos(), -angle.sin()
     theta[:, 1, 0], theta[:, 1, 1] = angle.sin(), angle.cos()
     return _affine(x, theta)
 
 
 def _flip(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(torch.rand(len(x), 1, 1, 1) < 0.5, x.flip(3), x)
+    return torch.where(torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5, x.flip(3), x)
 
 
 def _color(x: torch.Tensor) -> torch.Tensor:
-    x = x + (torch.rand(len(x), 1, 1, 1) - 0.5)
+    x = x + (torch.rand(len(x), 1, 1, 1, device=x.device) - 0.5)
     mean = x.mean(dim=1, keepdim=True)
-    x = (x - mean) * (torch.rand(len(x), 1, 1, 1) * 2.0) + mean
+    x = (x - mean) * (torch.rand(len(x), 1, 1, 1, device=x.device) * 2.0) + mean
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * (torch.rand(len(x), 1, 1, 1) + 0.5) + mean
+    return (x - mean) * (torch.rand(len(x), 1, 1, 1, device=x.device) + 0.5) + mean
 
 
 def _crop(x: torch.Tensor) -> torch.Tensor:
-    shift = (torch.rand(len(x), 2) - 0.5) * 2 * 0.125 * 2  # affine units: the image spans [-1, 1]
-    theta = torch.zeros(len(x), 2, 3)
+    shift = (torch.rand(len(x), 2, device=x.device) - 0.5) * 2 * 0.125 * 2  # affine units: the image spans [-1, 1]
+    theta = torch.zeros(len(x), 2, 3, device=x.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
     theta[:, :, 2] = shift
     return _affine(x, theta)
@@ -62,9 +62,12 @@ def _crop(x: torch.Tensor) -> torch.Tensor:
 def _cutout(x: torch.Tensor) -> torch.Tensor:
     height, width = x.shape[-2:]
     size_h, size_w = int(height * 0.5 + 0.5), int(width * 0.5 + 0.5)
-    top = torch.randint(0, height - size_h + 1, (len(x),))
-    left = torch.randint(0, width - size_w + 1, (len(x),))
-    rows, cols = torch.arange(height)[None, :, None], torch.arange(width)[None, None, :]
+    top = torch.randint(0, height - size_h + 1, (len(x),), device=x.device)
+    left = torch.randint(0, width - size_w + 1, (len(x),), device=x.device)
+    rows, cols = (
+        torch.arange(height, device=x.device)[None, :, None],
+        torch.arange(width, device=x.device)[None, None, :],
+    )
     inside = (
         (rows >= top[:, None, None])
         & (rows < (top + size_h)[:, None, None])

@@ -77,6 +77,11 @@ def run(config: DDRankingConfig) -> dict:
         from transformers import AutoModelForImageClassification
 
         teacher = AutoModelForImageClassification.from_pretrained(config.teacher_model)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    train_images, train_labels, test_images, test_labels, images, labels = (
+        t.to(device) for t in (train_images, train_labels, test_images, test_labels, images, labels)
+    )
+    soft = soft.to(device) if soft is not None else None
     evaluator = Evaluator(train_images, train_labels, test_images, test_labels, config, teacher=teacher)
     result = evaluator.evaluate(images, labels, soft, metrics=tuple(config.metrics))
     out = Path(config.output_dir)

@@ -8,6 +8,7 @@ DDP); the other steps run in the main process.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -80,7 +81,7 @@ def teacher_stage(config: MkdtConfig) -> torch.Tensor | None:
     if not process_state().is_main_process:
         return None
     return teacher_representations(
-        encoder,
+        encoder.to(process_state().device),
         train,
         processor=processor,
         image_column=config.image_column,
@@ -129,7 +130,7 @@ def card(config: MkdtConfig, rows: int, figures: dict) -> dict:
             "`label` (the real row each image started from). Pre-train an encoder with MSE(f(pixel_values), "
             "target) at the learned step size below."
         ),
-        "config": config,
+        "config": dataclasses.replace(config, stage="all"),  # which stage wrote the card is not a setting
         "figures": figures,
     }
 
@@ -156,10 +157,11 @@ def publish(config: MkdtConfig, distilled, rows: int, figures: dict) -> Path:
 def distill_stage(config: MkdtConfig) -> Path:
     train = data.load_split(config, config.train_split, config.num_train_rows)
     has_labels = config.label_column in train.column_names
+    device = process_state().device
     distilled = distill(
         config,
-        data.pixels(config, train),
-        teacher_targets(config, len(train)),
+        data.pixels(config, train).to(device),
+        teacher_targets(config, len(train)).to(device),
         folder(config, "experts"),
         folder(config, "distill"),
         labels=data.labels(config, train) if has_labels else None,
@@ -200,10 +202,11 @@ def evaluate_stage(config: MkdtConfig) -> dict:
     distilled = load_distilled(config)
     train = data.load_split(config, config.train_split, config.num_train_rows)
     test = data.load_split(config, config.test_split, config.num_test_rows)
-    train_images = data.pixels(config, train)
-    targets = teacher_targets(config, len(train))
+    device = process_state().device
+    train_images = data.pixels(config, train).to(device)
+    targets = teacher_targets(config, len(train)).to(device)
     tensors = distilled.with_format("torch", columns=["pixel_values", "target"])[:]
-    images, synthetic_targets = tensors["pixel_values"], tensors["target"]
+    images, synthetic_targets = tensors["pixel_values"].to(device), tensors["target"].to(device)
     if synthetic_targets.shape[1] != targets.shape[1]:
         raise ValueError(
             f"the distilled targets have {synthetic_targets.shape[1]} dims but the teacher's representations "
@@ -220,9 +223,9 @@ def evaluate_stage(config: MkdtConfig) -> dict:
         config,
         arms,
         train_images,
-        data.labels(config, train),
-        data.pixels(config, test),
-        data.labels(config, test),
+        data.labels(config, train).to(device),
+        data.pixels(config, test).to(device),
+        data.labels(config, test).to(device),
         targets.shape[1],
     )
     result = {"pretrain_learning_rate": lr, "runs": runs, "mean_std": summary(runs)}

@@ -54,9 +54,9 @@ def check_experts(model, expert: Path, dim: int) -> None:
 @torch.no_grad()
 def kd_losses(model, experts: list[Path], epoch: int, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-image KD loss mean_d (f(x) - y)^2 under the experts' parameters after ``epoch`` epochs, averaged."""
-    total = torch.zeros(len(images))
+    total = torch.zeros(len(images), device=images.device)
     for expert in experts:
-        params = load_parameters(expert, epoch)
+        params = load_parameters(expert, epoch, images.device)
         for batch in torch.arange(len(images)).split(1024):
             total[batch] += ((outputs(model, images[batch], params) - targets[batch]) ** 2).mean(1)
     return total / len(experts)
@@ -103,7 +103,7 @@ class DistillState:
             buffer = optimizer.state[optimizer.param_groups[0]["params"][0]].get("momentum_buffer")
             if buffer is not None:
                 tensors[f"momentum_{name}"] = buffer
-        tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         tensors["generator"] = self.generator.get_state()
         save_file(tensors, str(tmp / "state.safetensors"))
         meta = {"iteration": self.iteration, "lr": self.lr.item(), "rows": self.rows, "losses": self.losses}
@@ -116,11 +116,14 @@ class DistillState:
         return folder
 
     @classmethod
-    def load(cls, folder: Path, config) -> DistillState:
+    def load(cls, folder: Path, config, device: torch.device) -> DistillState:
+        """The state saved in ``folder``, its tensors on ``device``."""
         tensors = load_file(str(folder / "state.safetensors"))
+        generator_state = tensors.pop("generator")
+        tensors = {name: tensor.to(device) for name, tensor in tensors.items()}
         meta = json.loads((folder / "state.json").read_text())
         generator = torch.Generator()
-        generator.set_state(tensors["generator"])
+        generator.set_state(generator_state)
         state = cls(tensors["images"], tensors["targets"], tensors["lr"], meta["rows"], generator, meta["iteration"])
         state.losses = meta["losses"]
         state.make_optimizers(config)
@@ -178,13 +181,17 @@ def distill(
     check_experts(model, experts[0], targets.shape[1])
     checkpoint = last_checkpoint(output_dir)
     if checkpoint is not None:
-        state = DistillState.load(checkpoint, config)
+        state = DistillState.load(checkpoint, config, images.device)
         logger.info("resuming distillation from %s", checkpoint)
     else:
         generator = torch.Generator().manual_seed(config.seed)
         rows = initial_rows(config, model, experts, images, targets, generator)
         state = DistillState(
-            images[rows].clone(), targets[rows].clone(), torch.tensor(config.lr_init), rows.tolist(), generator
+            images[rows].clone(),
+            targets[rows].clone(),
+            torch.tensor(config.lr_init, device=images.device),
+            rows.tolist(),
+            generator,
         )
         state.make_optimizers(config)
     bar = tqdm(
@@ -198,8 +205,8 @@ def distill(
         start = int(torch.randint(config.max_start_epoch, (1,), generator=state.generator))
         loss = matching_loss(
             model,
-            load_parameters(expert, start),
-            load_parameters(expert, start + config.expert_epochs),
+            load_parameters(expert, start, images.device),
+            load_parameters(expert, start + config.expert_epochs, images.device),
             state.images,
             state.targets,
             state.lr,
@@ -222,11 +229,11 @@ def distill(
 
 def distilled_dataset(state: DistillState, labels, label_names, mode: str) -> Dataset:
     """The distilled rows as a Dataset (see :func:`distill`)."""
-    images = state.images.detach()
+    images = state.images.detach().cpu()
     columns = {
         "pixel_values": images.numpy(),
         "image": [to_pil(image, mode) for image in images],
-        "target": state.targets.detach().numpy(),
+        "target": state.targets.detach().cpu().numpy(),
         "source_row": state.rows,
     }
     features = {

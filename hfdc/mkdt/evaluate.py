@@ -68,7 +68,7 @@ def linear_probe(
     mean, std = train_features.mean(0), train_features.std(0, unbiased=False).clamp_min(1e-6)
     x, x_test = (train_features - mean) / std, (test_features - mean) / std
     classes = int(max(train_labels.max(), test_labels.max())) + 1
-    probe = torch.nn.Linear(x.shape[1], classes)
+    probe = torch.nn.Linear(x.shape[1], classes).to(x.device)
     optimizer = torch.optim.LBFGS(probe.parameters(), line_search_fn="strong_wolfe")
 
     def closure():

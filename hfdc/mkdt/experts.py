@@ -27,24 +27,24 @@ def epoch_file(expert: Path, epoch: int) -> Path:
 def save_parameters(model: torch.nn.Module, path: Path) -> None:
     """The model's named parameters as a safetensors file, written atomically (temporary file, then rename)."""
     tmp = path.with_suffix(".tmp")
-    save_file({name: p.detach().contiguous().clone() for name, p in model.named_parameters()}, str(tmp))
+    save_file({name: p.detach().cpu().contiguous() for name, p in model.named_parameters()}, str(tmp))
     os.replace(tmp, path)
 
 
-def load_parameters(expert: Path, epoch: int) -> dict[str, torch.Tensor]:
-    """Expert ``expert``'s parameters after ``epoch`` epochs; a FileNotFoundError names the missing file."""
+def load_parameters(expert: Path, epoch: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Expert ``expert``'s parameters after ``epoch`` epochs on ``device``; a FileNotFoundError names a missing file."""
     path = epoch_file(expert, epoch)
     if not path.is_file():
         raise FileNotFoundError(
             f"expert trajectory file {path} is missing (epoch {epoch}); run `hfdc mkdt experts` with the same "
             "config (it trains the unfinished experts) or lower max_start_epoch / expert_epochs"
         )
-    return load_file(str(path))
+    return load_file(str(path), device=str(device))
 
 
 def train_experts(config, images: torch.Tensor, targets: torch.Tensor, output_dir) -> list[Path]:
     """Train ``config.num_experts`` KD experts on (images, teacher targets) under ``output_dir``; every process
-    trains its share; returns the expert folders once all processes are done."""
+    trains its share on its device; returns the expert folders once all processes are done."""
     if len(images) != len(targets):
         raise ValueError(
             f"{len(images)} images but {len(targets)} teacher representations: the representations must be "
@@ -52,6 +52,7 @@ def train_experts(config, images: torch.Tensor, targets: torch.Tensor, output_di
         )
     root = Path(output_dir)
     state = process_state()
+    images, targets = images.to(state.device), targets.to(state.device)
     mine = range(state.process_index, config.num_experts, state.num_processes)
     for index in tqdm(mine, desc=f"experts (process {state.process_index})", disable=not len(mine)):
         folder = root / f"expert_{index:04d}"

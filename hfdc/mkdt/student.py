@@ -12,15 +12,20 @@ from hfdc.models import tiny
 
 
 def new_student(config, images: torch.Tensor, dim: int, seed: int):
-    """A fresh ``config.student`` (ConvNet) for ``images`` whose head predicts ``dim``-d teacher representations."""
-    return tiny(
-        config.student,
-        seed=seed,
-        num_channels=images.shape[1],
-        image_size=images.shape[-1],
-        num_labels=dim,
-        **config.student_params,
-    ).train()
+    """A fresh ``config.student`` (ConvNet) for ``images`` (on their device) whose head predicts ``dim``-d teacher
+    representations."""
+    return (
+        tiny(
+            config.student,
+            seed=seed,
+            num_channels=images.shape[1],
+            image_size=images.shape[-1],
+            num_labels=dim,
+            **config.student_params,
+        )
+        .to(images.device)
+        .train()
+    )
 
 
 def outputs(model, images: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
