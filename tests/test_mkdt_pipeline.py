@@ -18,6 +18,7 @@ import hfdc.data
 import hfdc.mkdt.teacher as teacher_module
 from hfdc.cli import main, parse_config
 from hfdc.mkdt import MkdtConfig, learned_step_size, pretrain, teacher_representations
+from hfdc.mkdt.evaluate import labelled_rows
 from hfdc.mkdt.experts import epoch_file
 from hfdc.models import tiny, tiny_processor
 from hfdc.models.images import pixel_values
@@ -110,11 +111,21 @@ def test_any_encoder_gives_row_aligned_representations(tmp_path, monkeypatch):
     )
     assert not calls
     monkeypatch.undo()
+    other = tiny("convnet", seed=1, num_channels=1, image_size=8, num_labels=5)  # new weights: the cache is stale
+    fresh = teacher_representations(other, data, batch_size=4, cache_file=tmp_path / "c.safetensors")
+    assert torch.allclose(fresh, other.embed(pixels), atol=1e-6) and not torch.allclose(fresh, out)
     vision = tiny("clip").vision_model
     processor = tiny_processor("clip").image_processor
     out = teacher_representations(vision, data, processor=processor, batch_size=4)
     expected = vision(pixel_values=processor(images=[data[6]["image"]], return_tensors="pt")["pixel_values"])
     assert out.shape == (7, 32) and torch.allclose(out[6], expected.pooler_output[0], atol=1e-5)
+
+
+def test_probe_rows_are_stratified():
+    labels = torch.tensor([0] * 10 + [1] * 30 + [2] * 7)
+    rows = labelled_rows(labels, 0.1, seed=0)
+    assert labels[rows].tolist() == [0, 1, 1, 1, 2]  # ceil(0.1 * class size) of each class
+    assert not torch.equal(rows, labelled_rows(labels, 0.1, seed=1))
 
 
 def test_bad_inputs_have_clear_errors(run, tmp_path):
