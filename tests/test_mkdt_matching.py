@@ -2,6 +2,7 @@
 images and the step size, decreases under distillation, and a resumed run reproduces an uninterrupted one."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -175,3 +176,13 @@ def test_bad_inputs_have_clear_errors(kd_data, tmp_path):
     epoch_file(broken / "expert_0000", 1).unlink()
     with pytest.raises(FileNotFoundError, match=r"epoch_001.safetensors is missing .* `hfdc mkdt experts`"):
         distill(dataclasses.replace(config, init="random"), images, targets, broken, tmp_path / "e")
+
+
+def test_max_grad_norm_clips_the_joint_gradient(kd_data, tmp_path):
+    images, targets, root = kd_data
+    clipped = distill(_config(iterations=3, max_grad_norm=1e-8), images, targets, root, tmp_path / "a")
+    tensors = clipped.with_format("torch")[:]
+    moved = (tensors["pixel_values"] - images[tensors["source_row"]]).abs().max().item()
+    state = json.loads(next((tmp_path / "a").glob("checkpoint-*")).joinpath("state.json").read_text())
+    assert min(state["grad_norms"]) > 1e-4  # the norms before clipping are recorded
+    assert moved < 100 * 1e-8 * 5 and abs(state["lr"] - 0.05) < 1e-4 * 1e-8 * 5 + 1e-8  # lr x (1 + 1.5 + 1.75) x clip

@@ -44,6 +44,11 @@ def folder(config: MkdtConfig, name: str) -> Path:
     return Path(config.output_dir) / name
 
 
+def settings(config: MkdtConfig) -> MkdtConfig:
+    """The config a card records: which stage wrote the card is not a setting."""
+    return dataclasses.replace(config, stage="all")
+
+
 def load_teacher(config: MkdtConfig, train):
     """(encoder, image processor or None): the BarlowTwins encoder trained here (saved once under
     teacher/encoder), or ``teacher_model`` (an hfdc classifier folder, or a transformers vision model)."""
@@ -67,7 +72,7 @@ def load_teacher(config: MkdtConfig, train):
             "datasets": [card_name(config.dataset)],
             "description": f"BarlowTwins {config.ssl_encoder} encoder, the self-supervised teacher of an MKDT run "
             f"({len(train)} training images); its `embed` features are the distillation targets.",
-            "config": config,
+            "config": settings(config),
         }
         push_model(encoder, output_dir=encoder_dir, card=card)
     return encoder, None
@@ -130,7 +135,7 @@ def card(config: MkdtConfig, rows: int, figures: dict) -> dict:
             "`label` (the real row each image started from). Pre-train an encoder with MSE(f(pixel_values), "
             "target) at the learned step size below."
         ),
-        "config": dataclasses.replace(config, stage="all"),  # which stage wrote the card is not a setting
+        "config": settings(config),
         "figures": figures,
     }
 

@@ -126,6 +126,13 @@ class MkdtConfig(DatasetConfig, OutputConfig):
     lr_lr: float = field(default=1e-4, metadata={"help": "SGD learning rate of the learnable step size."})
     lr_init: float = field(default=0.1, metadata={"help": "Initial learnable step size (eta)."})
     distill_momentum: float = field(default=0.5, metadata={"help": "Momentum of the three distillation optimisers."})
+    max_grad_norm: float = field(
+        default=0.0,
+        metadata={
+            "help": "Clip the joint gradient norm of images, targets and step size (0 = no clipping, the paper); "
+            "instance norm makes the gradient of near-blank images spike."
+        },
+    )
     eval_interval: int = field(
         default=1000, metadata={"help": "Checkpoint (and keep the images) every this many iterations."}
     )
@@ -184,7 +191,14 @@ class MkdtConfig(DatasetConfig, OutputConfig):
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_train_rows", "num_test_rows", "image_size", "syn_batch_size", "pretrain_learning_rate"):
+        for name in (
+            "num_train_rows",
+            "num_test_rows",
+            "image_size",
+            "syn_batch_size",
+            "pretrain_learning_rate",
+            "max_grad_norm",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 = the default it names), got {getattr(self, name)}")
         if self.max_start_epoch - 1 + self.expert_epochs > self.expert_train_epochs:

@@ -2,7 +2,8 @@
 
 Each iteration draws an expert and a start epoch t < max_start_epoch, computes the matching loss of
 :mod:`hfdc.mkdt.matching` (N = syn_steps student steps against theta*_{t+M}, M = expert_epochs) and takes one SGD
-(momentum) step on X_s, Y_s and eta. X_s starts from the real images with the highest KD loss under the trained
+(momentum) step on X_s, Y_s and eta; with ``max_grad_norm`` their joint gradient is clipped first (instance norm
+makes the gradient of a near-blank image spike; the paper does not clip). X_s starts from the real images with the highest KD loss under the trained
 experts and Y_s from their teacher representations (Joshi et al., ICLR 2025, arXiv 2410.02116).
 
 Every ``eval_interval`` iterations a checkpoint (``checkpoint-<iteration>/``: the variables, the optimiser
@@ -81,6 +82,7 @@ class DistillState:
     generator: torch.Generator
     iteration: int = 0
     losses: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
     optimizers: list[torch.optim.Optimizer] = field(init=False)
 
     def make_optimizers(self, config) -> None:
@@ -106,7 +108,13 @@ class DistillState:
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         tensors["generator"] = self.generator.get_state()
         save_file(tensors, str(tmp / "state.safetensors"))
-        meta = {"iteration": self.iteration, "lr": self.lr.item(), "rows": self.rows, "losses": self.losses}
+        meta = {
+            "iteration": self.iteration,
+            "lr": self.lr.item(),
+            "rows": self.rows,
+            "losses": self.losses,
+            "grad_norms": self.grad_norms,
+        }
         (tmp / "state.json").write_text(json.dumps(meta))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
@@ -125,7 +133,7 @@ class DistillState:
         generator = torch.Generator()
         generator.set_state(generator_state)
         state = cls(tensors["images"], tensors["targets"], tensors["lr"], meta["rows"], generator, meta["iteration"])
-        state.losses = meta["losses"]
+        state.losses, state.grad_norms = meta["losses"], meta["grad_norms"]
         state.make_optimizers(config)
         for name, optimizer in zip(("images", "targets", "lr"), state.optimizers):
             if f"momentum_{name}" in tensors:
@@ -217,10 +225,13 @@ def distill(
         for optimizer in state.optimizers:
             optimizer.zero_grad()
         loss.backward()
+        variables = [state.images, state.targets, state.lr]
+        norm = torch.nn.utils.clip_grad_norm_(variables, config.max_grad_norm or float("inf"))
         for optimizer in state.optimizers:
             optimizer.step()
         state.iteration += 1
         state.losses.append(loss.item())
+        state.grad_norms.append(norm.item())
         bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{state.lr.item():.4g}")
         if state.iteration % config.eval_interval == 0 or state.iteration == config.iterations:
             state.save(output_dir)
