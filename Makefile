@@ -18,11 +18,14 @@ export HFDC_ASSETS_DIR ?= $(CURDIR)/.cache/assets
 
 .PHONY: install demo test bench assets clean
 
+# ddranking 0.2.0 goes in with --no-deps: the tests check hfdc.ddranking against its formulas' source text; its
+# torchvision / kornia / timm dependencies are not needed for that and stay out.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/pip install -q --no-deps ddranking==0.2.0
 	touch $(STAMP)
 
 install: $(STAMP)

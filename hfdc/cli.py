@@ -2,7 +2,8 @@
 
 Every command is a config dataclass read by ``transformers.HfArgumentParser`` plus a ``run(config)``
 function. YAML keys, flags and dataclass fields are the same names; flags override the recipe; a
-recipe key that is not a field is an error naming the key. Command modules import lazily so
+recipe key that is not a field is an error naming the key. A command whose config has a ``stage`` field takes
+it as a leading word (``hfdc mkdt experts --config r.yaml``). Command modules import lazily so
 ``hfdc --help`` stays fast.
 """
 
@@ -60,6 +61,16 @@ COMMANDS: dict[str, Command] = {
         "MM-Gen: targeted synthetic Q/A for a vision-language task (partition, generate, filter, SFT, evaluate).",
         "hfdc.mmgen.config:MmgenConfig",
         "hfdc.mmgen.cli:run",
+    ),
+    "mkdt": Command(
+        "MKDT: distil a data set for self-supervised pre-training (teacher | experts | distill | evaluate | all).",
+        "hfdc.mkdt.config:MkdtConfig",
+        "hfdc.mkdt.cli:run",
+    ),
+    "ddranking": Command(
+        "DD-Ranking: label- and augmentation-robust scores (LRS, ARS) of a distilled data set.",
+        "hfdc.ddranking.config:DDRankingConfig",
+        "hfdc.ddranking.cli:run",
     ),
     "demo": Command(
         "Run the default recipes on the embedded data and write artifacts and cards.",
@@ -150,7 +161,10 @@ def run_command(name: str, argv: list[str]):
     from hfdc.distributed import cpu_threads
 
     command = COMMANDS[name]
-    config = parse_config(_load(command.config), argv, prog=f"hfdc {name}")
+    config_class = _load(command.config)
+    if argv and not argv[0].startswith("-") and "stage" in {f.name for f in dataclasses.fields(config_class)}:
+        argv = ["--stage", *argv]  # `hfdc mkdt experts ...`: a leading word names the stage
+    config = parse_config(config_class, argv, prog=f"hfdc {name}")
     with cpu_threads(getattr(config, "cpu_threads", 0)):
         return _load(command.run)(config)
 

@@ -20,6 +20,8 @@ DEFAULT_STEPS = [
     "tada:tada/demo.yaml",
     "clipcov:clipcov/demo.yaml",
     "mmgen:mmgen/demo.yaml",
+    "mkdt:mkdt/demo.yaml",
+    "ddranking:ddranking/demo.yaml",
 ]
 
 
