@@ -1,15 +1,15 @@
 """Hallucination detection on real language models: SmolLM2-135M-Instruct (target) and Gemma-3-270M (verifier) on
 the embedded factual QA set, with the peers uqlm, selfcheckgpt and lm-polygraph scored on the same samples.
 
-Per question: a greedy answer + ``--samples`` samples at T = 1 from the target, ``--verifier-samples`` samples
-from the verifier, both few-shot prompted to answer in a few words (local transformers backend, cached under
-.cache/hallucination_real, so a rerun or a crash costs nothing twice). Labels: normalised exact match of the
-greedy answer against the gold aliases. Reported on the test split: AUROC/AURAC of every single score
-(string match and all-MiniLM cosine), the two-stage detector at budgets 0.1-0.9 against random routing of the
-same number of questions (detector fitted on the validation split, seeds = fold/routing seeds), the verifier
-calls actually made when the fitted detector is deployed on the test split (budget 0.5), and wall time per
-question and model. Peers run in their own venv (``--peers-python``) on the same samples
-(benchmarks/hallucination_peers.py).
+Per question: a greedy answer + ``--samples`` samples at T = 1 from the target, ``--verifier-samples`` samples from
+the verifier, both few-shot prompted to answer in a few words (local transformers backend, cached under
+.cache/hallucination_real, so a rerun or a crash costs nothing twice). Labels (``--label-method``): a gold alias
+contained in the greedy answer (default; the model sometimes answers in a sentence) or normalised exact match.
+Reported on the test split: AUROC/AURAC of every single score (string match and all-MiniLM cosine), the two-stage
+detector at budgets 0.1-0.9 against random routing of the same number of questions (detector fitted on the
+validation split, seeds = fold/routing seeds), the verifier calls actually made when the fitted detector is
+deployed on the test split (budget 0.5), and wall time per question and model. Peers run in their own venv
+(``--peers-python``) on the same samples (benchmarks/hallucination_peers.py).
 
     nice -n 10 python -m benchmarks.hallucination_real --questions 120
 """
@@ -45,6 +45,12 @@ def parse_args():
     parser.add_argument("--samples", type=int, default=10, help="target samples at T = 1 besides the greedy answer")
     parser.add_argument("--verifier-samples", type=int, default=5, help="verifier samples per question")
     parser.add_argument("--max-new-tokens", type=int, default=12)
+    parser.add_argument(
+        "--label-method",
+        default="containment",
+        choices=("exact_match", "containment"),
+        help="how a greedy answer is judged wrong (SmolLM2 sometimes answers in a sentence: containment)",
+    )
     parser.add_argument("--peers-python", default="/work/venvs/hallu-peers/bin/python", help="python of the peer venv")
     return parser.parse_args()
 
@@ -71,7 +77,7 @@ def main() -> None:
         lambda: sample_answers(target, val_q, args.samples, verifier, args.verifier_samples, **sampling)
     )
     # test, deployed: the fitted detector samples the verifier only for the questions it routes
-    val_features = featurize(val_q, val_answers, val_g, normalized_match)
+    val_features = featurize(val_q, val_answers, val_g, normalized_match, args.label_method)
     deployed_detector = TwoStageDetector(budget=DEPLOY_BUDGET).fit(
         val_features.x_self, val_features.x_cross, val_features.labels, val_q
     )
@@ -88,8 +94,8 @@ def main() -> None:
     similarities = {"string match": normalized_match, "MiniLM cosine": EmbeddingSimilarity()}
     splits = {
         name: (
-            featurize(val_q, val_answers, val_g, sim),
-            featurize(test_q, test_answers, test_g, sim),
+            featurize(val_q, val_answers, val_g, sim, args.label_method),
+            featurize(test_q, test_answers, test_g, sim, args.label_method),
         )
         for name, sim in similarities.items()
     }
@@ -184,7 +190,8 @@ def main() -> None:
             "deploy_verifier_calls": deployment.verifier_cost.calls,
             "deploy_verifier_cache_hits": deployment.verifier_cost.cache_hits,
             "deploy_verifier_calls_if_every_question": len(test_q) * args.verifier_samples,
-            "deploy_auroc": auroc(deployment.detection.scores, labels_exact),
+            "label_method": args.label_method,
+            "deploy_auroc": auroc(deployment.detection.scores, splits["string match"][1].labels),
             "seconds_per_question_target": deployment.target_cost.seconds / len(test_q),
             "seconds_per_question_verifier_routed": deployment.verifier_cost.seconds / max(n_routed, 1),
             "seconds_per_question_validation_both": val_seconds / len(val_q),
