@@ -330,17 +330,7 @@ def _inline_reference(records: list, base_dir: Path, source: str) -> Dataset:
 
 
 def _load_candidates(value, base_dir: Path, source: str, loaded: dict) -> Dataset:
-    allowed = {
-        "dataset",
-        "params",
-        "split",
-        "image_column",
-        "image_folder",
-        "text_column",
-        "limit",
-        "offset",
-        "contains",
-    }
+    allowed = SOURCE_KEYS - {"conversations_column", "question_column", "answer_column", "options", "options_column"}
     data, spec = _load_source(value, "candidates", base_dir, source, allowed, loaded)
     data = _images(data, spec, "candidates", base_dir, decode=False)
     image_column, text_column = spec.get("image_column", "image"), spec.get("text_column")
