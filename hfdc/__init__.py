@@ -16,6 +16,7 @@ _SUBMODULES = {
     "config",
     "data",
     "ddranking",
+    "gradmm",
     "hallucination",
     "hub",
     "mkdt",

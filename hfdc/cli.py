@@ -72,6 +72,11 @@ COMMANDS: dict[str, Command] = {
         "hfdc.ddranking.config:DDRankingConfig",
         "hfdc.ddranking.cli:run",
     ),
+    "gradmm": Command(
+        "GRADMM: readable synthetic text whose gradient matches a few real examples (ADMM), filtered and evaluated.",
+        "hfdc.gradmm.config:GradmmConfig",
+        "hfdc.gradmm.cli:run",
+    ),
     "demo": Command(
         "Run the default recipes on the embedded data and write artifacts and cards.",
         "hfdc.demo:DemoConfig",

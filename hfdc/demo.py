@@ -22,6 +22,7 @@ DEFAULT_STEPS = [
     "mmgen:mmgen/demo.yaml",
     "mkdt:mkdt/demo.yaml",
     "ddranking:ddranking/demo.yaml",
+    "gradmm:gradmm/demo.yaml",
 ]
 
 
