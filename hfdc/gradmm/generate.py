@@ -280,7 +280,7 @@ def read_units(folder: Path, num_classes: int, groups: int) -> list[dict]:
 
 
 @contextlib.contextmanager
-def _generation_mode(model, block):
+def generation_mode(model, block):
     """Eval mode (no dropout) and gradients on for the matched block, both restored afterwards."""
     training, flags = model.training, [p.requires_grad for p in block]
     model.eval()
@@ -319,6 +319,7 @@ def generate(dataset: Dataset, model, tokenizer, config: GradmmConfig) -> Datase
     units = [(c, g) for c in range(task.num_classes) for g in range(len(sizes))]
     assigned = units[state.process_index :: state.num_processes]
     mine = [(c, g) for c, g in assigned if not (folder / f"unit-c{c}-g{g}.json").exists()]
+    logger.info("process %d of %d runs units %s", state.process_index, state.num_processes, assigned)
     if len(mine) < len(assigned):
         logger.info(
             "resuming GRADMM in %s: %d of %d units of this process done",
@@ -331,7 +332,7 @@ def generate(dataset: Dataset, model, tokenizer, config: GradmmConfig) -> Datase
         desc=f"GRADMM outer steps (process {state.process_index})",
         disable=not state.is_local_main_process,
     )
-    with _generation_mode(model, problems.block):
+    with generation_mode(model, problems.block):
         for c, g in mine:
             run_unit(problems, c, g, sizes[g], folder, progress)
     progress.close()
