@@ -97,6 +97,12 @@ def test_label_accuracy_and_perplexity_are_the_hand_values():
     task = build_task(TOKENIZER, " It was", [" bad", " great"])
     spaced = rows().map(lambda row: {"text": " " + row["text"]})  # so that every cue word is the " word" token
     assert label_accuracy(ScriptedLM(), TOKENIZER, spaced, task, batch_size=4) == pytest.approx(4 / 6)
+    # a prompt that is itself a cue: the score is read after it, at each row's own last position (rows of unequal
+    # length in one batch); " awful wonderful" is great only there (s = 0 before the prompt, 1 after it)
+    cue_task = build_task(TOKENIZER, " wonderful", [" bad", " great"])
+    texts = [" awful awful film", " wonderful film", " awful wonderful", " awful awful"]
+    cue_rows = Dataset.from_dict({"text": texts, "label": [0, 1, 1, 0]}, features=FEATURES)
+    assert label_accuracy(ScriptedLM(), TOKENIZER, cue_rows, cue_task, batch_size=4) == 1.0
     assert perplexity(ScriptedLM(), TOKENIZER, ["the movie was fine", "a b c"]) == pytest.approx(1024, rel=1e-5)
     # BOS, " wonderful", " wonderful": the first is predicted with s = 0 (uniform), the second with s = 1
     # (" great" +1, " bad" -1, the 1022 other logits 0)

@@ -69,7 +69,8 @@ def test_rows_per_class_in_groups_of_the_batch_size_from_allowed_tokens(data, tm
 
 
 def test_a_killed_run_resumes_to_the_same_synthetic_set(data, tmp_path, monkeypatch):
-    reference = run(data, tmp_path / "uninterrupted")
+    decay = dict(lr_step_size=2, lr_gamma=0.5)  # StepLR halves the rate every 2nd iteration: its state matters
+    reference = run(data, tmp_path / "uninterrupted", **decay)
     original, calls = admm.outer_step, []
 
     def killed_after_four(problem, state):
@@ -80,7 +81,7 @@ def test_a_killed_run_resumes_to_the_same_synthetic_set(data, tmp_path, monkeypa
 
     monkeypatch.setattr(admm, "outer_step", killed_after_four)
     with pytest.raises(KeyboardInterrupt):
-        run(data, tmp_path / "killed")
+        run(data, tmp_path / "killed", **decay)
     work = tmp_path / "killed" / "generation"
     # unit (0, 0) finished its 3 steps; unit (0, 1) stopped after 1 and left its state
     assert calls == [0, 1, 2, 0] and (work / "unit-c0-g0.json").exists()
@@ -90,9 +91,12 @@ def test_a_killed_run_resumes_to_the_same_synthetic_set(data, tmp_path, monkeypa
     monkeypatch.setattr(
         admm, "outer_step", lambda problem, state: calls.append(state.step) or original(problem, state)
     )
-    resumed = run(data, tmp_path / "killed")
+    resumed = run(data, tmp_path / "killed", **decay)
     assert calls == [1, 2, 0, 1, 2, 0, 1, 2]  # (0, 1) from step 1, then (1, 0) and (1, 1) from scratch
     assert resumed.to_dict() == reference.to_dict()
+    for unit in sorted(work.glob("unit-*.json")):  # the continuous trajectory too, not only the decoded tokens
+        expected = json.loads((tmp_path / "uninterrupted" / "generation" / unit.name).read_text())
+        assert json.loads(unit.read_text())["history"] == expected["history"], unit.name
 
 
 def test_a_folder_of_another_run_is_refused(data, tmp_path):
@@ -168,4 +172,4 @@ def test_two_processes_write_the_same_set_and_push_it_with_its_card(hub_server, 
         "| DP epsilon | off |",
     ):
         assert figure in readme
-    assert "final matching loss (mean over groups)" in readme and "real examples used (per class)" in readme
+    assert "final matching loss (mean over groups)" in readme and "| real examples used | 8 |" in readme

@@ -7,7 +7,7 @@ prediction agrees with; :mod:`hfdc.gradmm.evaluate` fine-tunes on them and measu
 
 from hfdc.gradmm.admm import AdmmSettings, AdmmState, Problem, cosine_topk, decode_in_topk, dual_step, z_step
 from hfdc.gradmm.config import GradmmConfig
-from hfdc.gradmm.evaluate import compare, finetune, label_accuracy, perplexity
+from hfdc.gradmm.evaluate import finetune, finetuned_accuracy, label_accuracy, perplexity, random_rows
 from hfdc.gradmm.filtering import filter_synthetic, label_probabilities
 from hfdc.gradmm.generate import generate
 from hfdc.gradmm.gradients import label_gradient, matching_loss, parameter_block, target_gradient
@@ -25,13 +25,13 @@ __all__ = [
     "allowed_tokens",
     "build_task",
     "clip_to_norm",
-    "compare",
     "cosine_topk",
     "decode_in_topk",
     "dp_noise_std",
     "dual_step",
     "filter_synthetic",
     "finetune",
+    "finetuned_accuracy",
     "generate",
     "is_word_token",
     "label_accuracy",
@@ -40,6 +40,7 @@ __all__ = [
     "matching_loss",
     "parameter_block",
     "perplexity",
+    "random_rows",
     "target_gradient",
     "z_step",
 ]

@@ -6,13 +6,14 @@ import logging
 import statistics
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict
 
 from hfdc.data import card_name, load
 from hfdc.distributed import process_state
 from hfdc.gradmm.config import GradmmConfig
-from hfdc.gradmm.evaluate import as_text_label, compare, perplexity
+from hfdc.gradmm.evaluate import as_text_label, finetuned_accuracy, label_accuracy, perplexity, random_rows
 from hfdc.gradmm.filtering import filter_synthetic
 from hfdc.gradmm.generate import generate, real_subsets
 from hfdc.gradmm.task import build_task
@@ -47,8 +48,16 @@ def split(data, name: str):
     return data[name]
 
 
-def run(config: GradmmConfig) -> Path | None:
-    """Generate the synthetic set, filter it, evaluate it; the main process saves (and pushes) it with a card."""
+class Synthesis(NamedTuple):
+    """What :func:`synthesize` made: every generated row, the rows the filter kept, and the card's figures."""
+
+    generated: Dataset
+    kept: Dataset
+    figures: dict
+
+
+def synthesize(config: GradmmConfig) -> Synthesis:
+    """Generate the synthetic set, filter it, measure perplexities and (with ``evaluate``) held-out accuracies."""
     model, tokenizer = load_model(config)
     data = load(config.dataset, **config.dataset_params)
     train = split(data, config.split)
@@ -75,7 +84,8 @@ def run(config: GradmmConfig) -> Path | None:
     real_texts = [text for texts in subsets.values() for text in texts]
     figures = {
         "model": config.model_name_or_path,
-        "real examples used (per class)": ", ".join(f"{config.label_words[c]}: {len(t)}" for c, t in subsets.items()),
+        "real examples used": len(real_texts),
+        "real examples per class": ", ".join(f"{config.label_words[c].strip()}: {len(t)}" for c, t in subsets.items()),
         "rho": config.rho,
         "top-k": config.topk,
         "ADMM steps (outer x inner)": f"{config.admm_steps} x {config.admm_inner_steps}",
@@ -92,10 +102,18 @@ def run(config: GradmmConfig) -> Path | None:
         held_out = as_text_label(split(data, config.eval_split), config.text_column, config.label_column)
         if config.max_eval_samples:
             held_out = held_out.shuffle(seed=config.seed).select(range(min(config.max_eval_samples, len(held_out))))
-        real = as_text_label(train, config.text_column, config.label_column)
-        accuracy = compare(model, tokenizer, task, kept, real, held_out, config)
+        real = random_rows(as_text_label(train, config.text_column, config.label_column), len(kept), config.seed)
+        accuracy = {"zero_shot": label_accuracy(model, tokenizer, held_out, task, batch_size=config.eval_batch_size)}
+        for name, rows in (("synthetic", kept), ("random_real", real)):
+            accuracy[name] = finetuned_accuracy(model, tokenizer, task, rows, held_out, config, name)
         figures.update({f"held-out accuracy: {name}": round(value, 4) for name, value in accuracy.items()})
     logger.info("GRADMM figures: %s", figures)
+    return Synthesis(synthetic, kept, figures)
+
+
+def run(config: GradmmConfig) -> Path | None:
+    """:func:`synthesize`; the main process saves the kept rows (and pushes them) with a card."""
+    synthetic, kept, figures = synthesize(config)
     if not process_state().is_main_process:
         return None
     return push_dataset(
@@ -109,10 +127,11 @@ def run(config: GradmmConfig) -> Path | None:
             "tags": ["synthetic", "gradient-matching", "text-classification"],
             "base_model": config.model_name_or_path,
             "datasets": [card_name(config.dataset)],
+            "pretty_name": f"GRADMM synthetic {Path(config.dataset).name}",
             "description": (
                 f"{len(kept)} synthetic, human-readable examples ({config.synthetic_per_class} generated per class, "
                 f"filter: {config.filter}) whose {config.gradient_parameters} gradient matches that of "
-                f"{len(real_texts)} real examples of `{config.dataset}` ({config.split}), found by ADMM over "
+                f"{figures['real examples used']} real examples of `{config.dataset}` ({config.split}), found by ADMM over "
                 "embeddings and readable tokens. Columns: text, label, matching_loss (the row's own gradient vs its "
                 "class target, 1 - cos for cos), group_matching_loss (its optimisation group's), group"
                 + (

@@ -112,15 +112,18 @@ def finetune_arguments(config, name: str) -> TrainingArguments:
     )
 
 
-def compare(model, tokenizer, task: Task, synthetic: Dataset, real: Dataset, held_out: Dataset, config) -> dict:
-    """Held-out accuracy of the zero-shot ``model`` and of copies fine-tuned on ``synthetic`` and on as many random
-    ``real`` rows (seed (seed, 3)); all data sets have ``text`` and ``label`` columns."""
-    if len(synthetic) == 0:
-        raise ValueError("no synthetic row is left to fine-tune on (the filter removed every row); set filter=none")
-    rows = np.random.default_rng([config.seed, 3]).choice(len(real), min(len(synthetic), len(real)), replace=False)
-    accuracy = {"zero_shot": label_accuracy(model, tokenizer, held_out, task, batch_size=config.eval_batch_size)}
-    for name, train in (("synthetic", synthetic), ("random_real", real.select(np.sort(rows)))):
-        args = finetune_arguments(config, name)
-        tuned = finetune(copy.deepcopy(model), tokenizer, train, task, args, config.finetune_lora_r)
-        accuracy[name] = label_accuracy(tuned, tokenizer, held_out, task, batch_size=config.eval_batch_size)
-    return accuracy
+def random_rows(dataset: Dataset, n: int, seed: int) -> Dataset:
+    """``n`` rows of ``dataset`` drawn without replacement with seed (seed, 3), in their original order."""
+    if n > len(dataset):
+        raise ValueError(f"cannot draw {n} random rows from a data set of {len(dataset)}")
+    return dataset.select(np.sort(np.random.default_rng([seed, 3]).choice(len(dataset), n, replace=False)))
+
+
+def finetuned_accuracy(model, tokenizer, task: Task, train: Dataset, held_out: Dataset, config, name: str) -> float:
+    """Held-out accuracy of a copy of ``model`` fine-tuned on ``train`` (``text``/``label`` columns) with the
+    ``finetune_*`` fields of ``config``; ``name`` names the run's folder."""
+    if len(train) == 0:
+        raise ValueError(f"no {name} row to fine-tune on (did the filter remove every row? set filter=none)")
+    args = finetune_arguments(config, name)
+    tuned = finetune(copy.deepcopy(model), tokenizer, train, task, args, config.finetune_lora_r)
+    return label_accuracy(tuned, tokenizer, held_out, task, batch_size=config.eval_batch_size)
