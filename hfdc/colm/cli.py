@@ -9,23 +9,14 @@ from hfdc.colm.data import tokenize_mixture
 from hfdc.colm.trainer import ColmTrainer, mean_selection_metrics
 from hfdc.data import card_name, load
 from hfdc.hub import push_model
+from hfdc.models import load_causal_lm
 
 logger = logging.getLogger(__name__)
 
 
 def load_model(config: ColmConfig):
     """(model, tokenizer) for ``config.model_name_or_path``, wrapped with LoRA when ``lora_r`` > 0."""
-    if config.model_name_or_path == "tiny:llama":
-        from hfdc.models import tiny, tiny_processor
-
-        model, tokenizer = tiny("llama", seed=config.seed), tiny_processor("llama")
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        model = AutoModelForCausalLM.from_pretrained(config.model_name_or_path)
-        tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    model, tokenizer = load_causal_lm(config.model_name_or_path, seed=config.seed)
     if config.lora_r > 0:
         from peft import LoraConfig, get_peft_model
 

@@ -18,6 +18,7 @@ from hfdc.gradmm.filtering import filter_synthetic
 from hfdc.gradmm.generate import generate, real_subsets
 from hfdc.gradmm.task import build_task
 from hfdc.hub import push_dataset
+from hfdc.models import load_causal_lm
 
 logger = logging.getLogger(__name__)
 PAPER = "Synthetic Text Generation for Training Large Language Models via Gradient Matching"
@@ -25,17 +26,7 @@ PAPER = "Synthetic Text Generation for Training Large Language Models via Gradie
 
 def load_model(config: GradmmConfig):
     """(causal LM on this process's device, tokenizer with a pad token) for ``model_name_or_path``."""
-    if config.model_name_or_path == "tiny:llama":
-        from hfdc.models import tiny, tiny_processor
-
-        model, tokenizer = tiny("llama", seed=config.seed), tiny_processor("llama")
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        model = AutoModelForCausalLM.from_pretrained(config.model_name_or_path)
-        tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    model, tokenizer = load_causal_lm(config.model_name_or_path, seed=config.seed)
     return model.to(process_state().device), tokenizer
 
 

@@ -209,8 +209,11 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def check_manifest(folder: Path, manifest: dict) -> None:
-    """Write ``manifest`` to a new folder; in a used folder, a different manifest is an error naming the fields."""
+def check_manifest(folder: Path, manifest: dict, write: bool = True) -> None:
+    """Refuse a folder whose manifest differs from ``manifest`` (naming the fields); write it to a new folder.
+
+    Every process checks, so that all of them stop on a mismatch; only the one with ``write`` creates the file.
+    """
     path = folder / MANIFEST
     if path.exists():
         old = json.loads(path.read_text())
@@ -220,7 +223,7 @@ def check_manifest(folder: Path, manifest: dict) -> None:
                 f"{folder} holds a GRADMM run with other settings (changed: {', '.join(changed)}); use another "
                 "output_dir or delete the folder to start over"
             )
-    else:
+    elif write:
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, lambda p: p.write_text(json.dumps(manifest, indent=1)))
 
@@ -310,10 +313,8 @@ def generate(dataset: Dataset, model, tokenizer, config: GradmmConfig) -> Datase
     state = process_state()
     manifest = {name: getattr(config, name) for name in GENERATION_FIELDS}
     manifest["model"] = getattr(model, "name_or_path", type(model).__name__)
-    if state.is_main_process:
-        check_manifest(folder, manifest)
+    check_manifest(folder, manifest, write=state.is_main_process)
     state.wait_for_everyone()
-    check_manifest(folder, manifest)
 
     sizes = group_sizes(config)
     units = [(c, g) for c in range(task.num_classes) for g in range(len(sizes))]

@@ -1,10 +1,12 @@
 """Tiny random-weight model factories, offline processors and the images helper, for tests and CPU defaults.
 
 `tiny(kind, seed=0, **overrides)` builds a model; `tiny_processor(kind)` its tokenizer/processor;
-`classifier_for(kind, dataset)` a classifier sized for a data set; `hfdc.models.images` converts images.
+`classifier_for(kind, dataset)` a classifier sized for a data set; `load_causal_lm(name)` a causal LM + tokenizer
+("tiny:llama" or a Hub id / folder); `hfdc.models.images` converts images.
 Kinds: llama, llava, clip, unet, img2img, convnet, resnet, two_layer_cnn.
 """
 
+from hfdc.models.causal_lm import TINY_LLAMA, load_causal_lm
 from hfdc.models.classifiers import (
     ConvNetConfig,
     ConvNetForImageClassification,
@@ -21,6 +23,7 @@ __all__ = [
     "CLASSIFIERS",
     "DEFAULTS",
     "KINDS",
+    "TINY_LLAMA",
     "ConvNetConfig",
     "ConvNetForImageClassification",
     "ResNetConfig",
@@ -29,6 +32,7 @@ __all__ = [
     "TwoLayerCNNConfig",
     "classifier_for",
     "image_transform",
+    "load_causal_lm",
     "pixel_values",
     "tiny",
     "tiny_processor",
