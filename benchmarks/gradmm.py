@@ -3,9 +3,9 @@ rows vs zero-shot, generation seconds per example, perplexity of synthetic vs re
 
 Each seed runs recipes/gradmm/smollm2_rotten_tomatoes_cpu.yaml (scaled down for 2 shared CPU cores: see the
 recipe) on the converted assets through ``hfdc.gradmm.cli.synthesize``; seeds vary the real rows matched, the random
-starts, the random real rows of the baseline and the fine-tuning order. The held-out rows (200 of the test split,
-drawn once) and hence the zero-shot accuracy are shared by all seeds. Both fine-tuned arms use the same LoRA
-settings and the same number of rows (the rows the filter kept).
+starts, the random real rows of the baseline and the fine-tuning order. The held-out rows (150 of the test split,
+drawn once) and hence the zero-shot accuracy are shared by all seeds. Four fine-tuned arms, same LoRA settings:
+every generated row, as many random real rows, the rows the few-shot filter kept, and as many random real rows.
 
     nice -n 10 python -m benchmarks.gradmm [--seeds 3]
 """
@@ -22,6 +22,12 @@ from benchmarks.common import arguments, mean_std, prepare, write_result
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "gradmm" / "smollm2_rotten_tomatoes_cpu.yaml"
 EXAMPLES_PER_CLASS = 3
+ARMS = (
+    "GRADMM synthetic, all generated",
+    "random real, as many as generated",
+    "GRADMM synthetic, kept by the filter",
+    "random real, as many as kept",
+)
 
 
 def summary(arm: str, values: dict[str, list], **extra) -> dict:
@@ -56,60 +62,59 @@ def main() -> None:
         zero_shot = label_accuracy(model, tokenizer, held_out, task, batch_size=config.eval_batch_size)
         print(f"zero-shot accuracy on {len(held_out)} held-out rows: {zero_shot:.4f}")
 
-        measured = {"synthetic": {}, "random_real": {}}
+        measured = {arm: {} for arm in ARMS}
         examples = {}
         for seed in seeds:
             config = parse_config(GradmmConfig, [*base, "--seed", str(seed), "--output_dir", f"{tmp}/seed{seed}"])
             start = time.perf_counter()
             generated, kept, figures = synthesize(config)
             seconds = time.perf_counter() - start
-            real = random_rows(train, len(kept), seed)
-            arms = {"synthetic": kept.select_columns(["text", "label"]), "random_real": real}
-            for arm, rows in arms.items():
+            generated, kept = generated.select_columns(["text", "label"]), kept.select_columns(["text", "label"])
+            sets = dict(zip(ARMS, (generated, random_rows(train, len(generated), seed), kept)))
+            sets[ARMS[3]] = random_rows(train, len(kept), seed)
+            for arm, rows in sets.items():
                 values = measured[arm]
-                values.setdefault("held_out_accuracy", []).append(
-                    finetuned_accuracy(model, tokenizer, task, rows, held_out, config, f"{arm}-{seed}")
+                # no row to train on leaves the model as it is: its accuracy is the zero-shot one
+                accuracy = (
+                    finetuned_accuracy(model, tokenizer, task, rows, held_out, config, f"{seed}-{arm}")
+                    if len(rows)
+                    else zero_shot
                 )
+                values.setdefault("held_out_accuracy", []).append(accuracy)
                 values.setdefault("train_rows", []).append(len(rows))
+                values.setdefault("great_fraction", []).append(sum(rows["label"]) / max(len(rows), 1))
                 values.setdefault("perplexity", []).append(perplexity(model, tokenizer, rows["text"]))
-            synthetic = measured["synthetic"]
-            synthetic.setdefault("generation_seconds_per_example", []).append(
-                figures["generation seconds per example (this run)"]
-            )
-            synthetic.setdefault("final_matching_loss", []).append(figures["final matching loss (mean over groups)"])
-            synthetic.setdefault("kept_by_filter", []).append(len(kept) / len(generated))
-            synthetic.setdefault("perplexity_of_matched_real_rows", []).append(
-                figures["perplexity of the real texts used"]
-            )
+            synthetic = measured[ARMS[0]]
+            for name, figure in (
+                ("generation_seconds_per_example", "generation seconds per example (this run)"),
+                ("final_matching_loss", "final matching loss (mean over groups)"),
+                ("perplexity_of_matched_real_rows", "perplexity of the real texts used"),
+            ):
+                synthetic.setdefault(name, []).append(figures[figure])
             print(
                 f"seed {seed} ({seconds:.0f} s): "
-                + ", ".join(f"{a}: {v['held_out_accuracy'][-1]:.4f}" for a, v in measured.items())
+                + ", ".join(f"{arm}: {v['held_out_accuracy'][-1]:.4f}" for arm, v in measured.items())
             )
             if not examples:
                 for c, word in enumerate(config.label_words):
-                    rows = [row for row in kept if row["label"] == c][:EXAMPLES_PER_CLASS]
+                    rows = [row for row in generated if row["label"] == c][:EXAMPLES_PER_CLASS]
                     examples[word.strip()] = [
-                        {"text": row["text"], "matching_loss": round(row["matching_loss"], 4)} for row in rows
+                        {"text": row["text"], "kept_by_filter": row["text"] in kept["text"]} for row in rows
                     ]
 
     rows = [
         summary(
-            "GRADMM synthetic (filtered)",
-            measured["synthetic"],
+            arm,
+            measured[arm],
             seeds=len(seeds),
-            per_seed_accuracy=[round(a, 4) for a in measured["synthetic"]["held_out_accuracy"]],
-        ),
-        summary(
-            "random real rows (same count)",
-            measured["random_real"],
-            seeds=len(seeds),
-            per_seed_accuracy=[round(a, 4) for a in measured["random_real"]["held_out_accuracy"]],
-        ),
-        {"arm": "zero-shot", "seeds": len(seeds), "held_out_accuracy": round(zero_shot, 4)},
+            per_seed_accuracy=[round(a, 4) for a in measured[arm]["held_out_accuracy"]],
+        )
+        for arm in ARMS
     ]
+    rows.append({"arm": "zero-shot", "seeds": len(seeds), "held_out_accuracy": round(zero_shot, 4)})
     path = write_result("gradmm", rows)
     result = json.loads(path.read_text())
-    result["examples"] = examples  # three kept synthetic rows per class of seed 0, for the notes
+    result["examples"] = examples  # the first three generated rows per class of seed 0, for the notes
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(examples, indent=2))
 
