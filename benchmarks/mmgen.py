@@ -8,9 +8,12 @@ VLM is hfdc's tiny random Llava pretrained here on generic shapes captions of a 
 for LLaVA's generic pretraining); the main generator is the scripted shapes oracle (20% malformed replies,
 10% wrong answers); SmolLM2-135M-Instruct, shown each scene as text, generates a small MM-Gen set when the
 asset is converted. Every arm fine-tunes the same base for the same number of steps; arms run in ``--jobs``
-processes. Run: ``python -m benchmarks.mmgen``.
+processes; each finished arm leaves ``result.json`` in its checkpoint folder, which a rerun with the same
+settings reads instead of training again. Run: ``python -m benchmarks.mmgen``.
 """
 
+import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -84,9 +87,19 @@ def spatial_label_errors(records, task) -> tuple[int, int]:
     return wrong, total
 
 
+def finished(job: dict) -> dict | None:
+    """The result a previous run of the same job left in its output folder, if any."""
+    path = Path(job["output"]) / "result.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved["job"] == job:
+            return saved["result"]
+    return None
+
+
 def fine_tune(job: dict) -> dict:
     """Fine-tune a fresh copy of the base on the job's records (a save_to_disk folder, or the task's reference
-    examples) and evaluate it; runs in a worker process."""
+    examples), evaluate it and save the result next to the checkpoints; runs in a worker process."""
     import torch
     from datasets import load_from_disk
 
@@ -104,13 +117,12 @@ def fine_tune(job: dict) -> dict:
     seconds = time.perf_counter() - start
     accuracy = evaluate(model, processor, task.evaluation, batch_size=64)["accuracy"]
     print(f"  seed {job['seed']} {job['arm']}: {len(trainer.train_dataset)} rows, accuracy {accuracy:.3f}", flush=True)
-    return {
-        "arm": job["arm"],
-        "seed": job["seed"],
-        "rows": len(trainer.train_dataset),
-        "accuracy": accuracy,
-        "train_s": seconds,
-    }
+    result = {"arm": job["arm"], "seed": job["seed"], "rows": len(trainer.train_dataset), "accuracy": accuracy}
+    Path(job["output"]).mkdir(parents=True, exist_ok=True)
+    (Path(job["output"]) / "result.json").write_text(
+        json.dumps({"job": job, "result": {**result, "train_s": seconds}})
+    )
+    return {**result, "train_s": seconds}
 
 
 def generation_row(name: str, records, task) -> dict:
@@ -174,6 +186,12 @@ def main():
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--smollm_prompts", type=int, default=16, help="0 skips the SmolLM2 generator")
+    parser.add_argument(
+        "--smollm_train",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fine-tune an arm on the SmolLM2 set too (--no-smollm_train: report its generation counts only)",
+    )
     parser.add_argument("--throughput_prompts", type=int, default=48)
     parser.add_argument("--jobs", type=int, default=3, help="processes fine-tuning the arms")
     parser.add_argument("--output", default="outputs/benchmarks/mmgen")
@@ -225,7 +243,8 @@ def main():
         job["output"] = str(out / "ckpt" / str(number))
 
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(fine_tune, job) for job in jobs]
+        done = [result for result in map(finished, jobs) if result is not None]
+        futures = [pool.submit(fine_tune, job) for job in jobs if finished(job) is None]
         if args.smollm_prompts and is_converted("smollm2-135m-instruct"):  # generates while the arms train
             smol = backends.get(f"transformers:{asset_path('smollm2-135m-instruct')}", cache_dir=out / "cache")
             records = generate(
@@ -242,25 +261,29 @@ def main():
             generation_rows.append(generation_row("SmolLM2-135M-Instruct: mmgen", records, task))
             folder = out / "data" / "smollm2"
             records.save_to_disk(str(folder), num_shards=1)
-            for seed in seeds if len(records) else ():
+            for seed in seeds if len(records) and args.smollm_train else ():
                 job = {"arm": "SmolLM2 MM-Gen unfiltered", "records": str(folder), "seed": seed, **train}
-                futures.append(pool.submit(fine_tune, {**job, "output": str(out / "ckpt" / f"smol-{seed}")}))
-        results = [future.result() for future in futures]
+                job["output"] = str(out / "ckpt" / f"smol-{seed}")
+                result = finished(job)
+                if result is None:
+                    futures.append(pool.submit(fine_tune, job))
+                else:
+                    done.append(result)
+        results = done + [future.result() for future in futures]
 
     rows = [{"arm": "base VLM, no fine-tuning", "rows": 0, "accuracy_mean": round(before, 4), "accuracy_std": 0.0}]
     for name in dict.fromkeys(r["arm"] for r in results):
-        arm = [r for r in results if r["arm"] == name]
+        arm = sorted((r for r in results if r["arm"] == name), key=lambda r: r["seed"])
+        times = [r["train_s"] for r in arm if "train_s" in r]  # result files written from a log have none
         mean, std = mean_std([r["accuracy"] for r in arm])
-        rows.append(
-            {
-                "arm": name,
-                "rows": arm[0]["rows"],
-                "accuracy_mean": round(mean, 4),
-                "accuracy_std": round(std, 4),
-                "per_seed": [round(r["accuracy"], 4) for r in arm],
-                "train_s_median": round(statistics.median(r["train_s"] for r in arm), 1),
-            }
-        )
+        row = {
+            "arm": name,
+            "rows": arm[0]["rows"],
+            "accuracy_mean": round(mean, 4),
+            "accuracy_std": round(std, 4),
+            "per_seed": [round(r["accuracy"], 4) for r in arm],
+        }
+        rows.append({**row, "train_s_median": round(statistics.median(times), 1)} if times else row)
     print(machine())
     write_result("mmgen", rows)
     write_result("mmgen_generation", generation_rows + filter_rows)

@@ -3,10 +3,11 @@
 It reads the last "Image description: a <color> <shape> <relation> a small <color> <shape>" of a prompt and
 replies as a careful but imperfect teacher would: question-answer pairs in the examples' style when the
 prompt shows examples (mode "mmgen"), a mix of spatial, colour and shape questions without them ("task_qa"),
-and descriptions for the caption modes. A seeded fraction of replies is malformed (wrapped in prose and
-fences, which the parser handles; truncated with single quotes, which needs a format fix; or no JSON at all,
-which is skipped) and a seeded fraction of spatial answers is wrong. Format-fix requests are answered by
-recovering the pairs from the broken text. Used with ``hfdc.backends.get("scripted", responses=...)``.
+and descriptions for the caption modes. A seeded fraction of replies is malformed, in three equally likely
+kinds: wrapped in prose and fences (the parser reads it); single-quoted and cut off (the parser keeps the
+complete items and counts the cut-off one as dropped); or no JSON at all (format-fix requests, answered by
+recovering the pairs from the broken text, find none either, so the prompt is skipped). A seeded fraction of
+spatial answers is wrong. Used with ``hfdc.backends.get("scripted", responses=...)``.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _captions(scene: tuple, count: int, generic: bool) -> list[dict]:
 
 
 def _malformed(pairs: list[dict], kind: float) -> str:
-    """A broken reply: prose + fence (parses), truncated single quotes (needs a fix), or no JSON (skipped)."""
+    """A broken reply: prose + fence (parses), cut-off single quotes (complete items parse), or no JSON (skipped)."""
     if kind < 1 / 3:
         return f"Sure! Here are the pairs:\n```json\n{json.dumps(pairs)}\n```\nHope this helps."
     if kind < 2 / 3:
