@@ -185,10 +185,10 @@ def test_a_generator_timeout_mid_run_loses_nothing(oracle_server, tmp_path):
 
     def backend():
         return backends.get(
-            oracle_server.spec("teacher"), cache_dir=tmp_path / "cache", timeout=5.0, max_retries=0, max_workers=1
+            oracle_server.spec("teacher"), cache_dir=tmp_path / "cache", timeout=8.0, max_retries=0, max_workers=1
         )
 
-    oracle_server.stall_next(1, seconds=10, after=5)  # the 2nd prompt of the 2nd shard times out
+    oracle_server.stall_next(1, seconds=60, after=5)  # the 2nd prompt of the 2nd shard times out
     with pytest.raises(GenerationError, match=r"stopped in shard 2 of 3 .*the 1 finished shards are saved"):
         generate(task, backend(), **kwargs)
     sent = len(oracle_server.requests)  # 6, or 7 when the next request had started before the failure
