@@ -22,6 +22,7 @@ _SUBMODULES = {
     "mkdt",
     "mmgen",
     "models",
+    "regap",
     "submodular",
     "tada",
     "useful",

@@ -3,7 +3,8 @@
 Every command is a config dataclass read by ``transformers.HfArgumentParser`` plus a ``run(config)``
 function. YAML keys, flags and dataclass fields are the same names; flags override the recipe; a
 recipe key that is not a field is an error naming the key. A command whose config has a ``stage`` field takes
-it as a leading word (``hfdc mkdt experts --config r.yaml``). Command modules import lazily so
+it as a leading word (``hfdc mkdt experts --config r.yaml``); a method whose stages have different configs
+registers one two-word command per stage (``hfdc regap train``). Command modules import lazily so
 ``hfdc --help`` stays fast.
 """
 
@@ -76,6 +77,21 @@ COMMANDS: dict[str, Command] = {
         "GRADMM: readable synthetic text whose gradient matches a few real examples (ADMM), filtered and evaluated.",
         "hfdc.gradmm.config:GradmmConfig",
         "hfdc.gradmm.cli:run",
+    ),
+    "regap train": Command(
+        "ReGap: LLaVA stage-1 pretraining with the modality-gap regulariser; gap and unsafe rate in the card.",
+        "hfdc.regap.config:RegapConfig",
+        "hfdc.regap.cli:run_train",
+    ),
+    "regap measure": Command(
+        "ReGap: per-layer modality gap (MIR) of a LLaVA-style model; prints the table, saves a plot.",
+        "hfdc.regap.config:GapConfig",
+        "hfdc.regap.cli:run_measure",
+    ),
+    "regap safety": Command(
+        "ReGap: unsafe rate on harmful instructions with blank / random / typographic images or none.",
+        "hfdc.regap.config:SafetyConfig",
+        "hfdc.regap.cli:run_safety",
     ),
     "demo": Command(
         "Run the default recipes on the embedded data and write artifacts and cards.",
@@ -157,9 +173,21 @@ def parse_config(config_class, argv: list[str], prog: str = "hfdc"):
     return outputs[0]
 
 
+def split_command(argv: list[str]) -> tuple[str, list[str]]:
+    """(command, its arguments): the first two words when they name a command (``regap train``), else the first."""
+    if len(argv) > 1 and f"{argv[0]} {argv[1]}" in COMMANDS:
+        return f"{argv[0]} {argv[1]}", argv[2:]
+    return argv[0], argv[1:]
+
+
 def run_command(name: str, argv: list[str]):
     """Parse ``argv`` for command ``name`` and run it; returns what the command's ``run`` returns."""
     if name not in COMMANDS:
+        stages = [command.split(" ", 1)[1] for command in COMMANDS if command.startswith(f"{name} ")]
+        if stages:
+            raise RecipeError(
+                f"command {name!r} needs a sub-command: {' | '.join(stages)} (`hfdc {name} <sub-command> --help`)"
+            )
         close = difflib.get_close_matches(name, COMMANDS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise RecipeError(f"unknown command {name!r}{hint}; `hfdc --help` lists the commands")
@@ -191,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     from hfdc.distributed import end_process_group
 
     try:
-        run_command(argv[0], argv[1:])
+        run_command(*split_command(argv))
         end_process_group()
     except RecipeError as err:
         print(f"hfdc: error: {err}", file=sys.stderr)

@@ -23,6 +23,7 @@ DEFAULT_STEPS = [
     "mkdt:mkdt/demo.yaml",
     "ddranking:ddranking/demo.yaml",
     "gradmm:gradmm/demo.yaml",
+    "regap train:regap/demo.yaml",
 ]
 
 

@@ -2,7 +2,8 @@
 
 `tiny(kind, seed=0, **overrides)` builds a model; `tiny_processor(kind)` its tokenizer/processor;
 `classifier_for(kind, dataset)` a classifier sized for a data set; `load_causal_lm(name)` a causal LM + tokenizer
-("tiny:llama" or a Hub id / folder); `hfdc.models.images` converts images.
+("tiny:llama" or a Hub id / folder); `mini_llava(vision_tower, language_model)` joins a real CLIP tower and a
+causal LM into a LLaVA; `hfdc.models.images` converts images.
 Kinds: llama, llava, clip, unet, img2img, convnet, resnet, two_layer_cnn.
 """
 
@@ -15,6 +16,7 @@ from hfdc.models.classifiers import (
 )
 from hfdc.models.factories import CLASSIFIERS, DEFAULTS, KINDS, classifier_for, tiny
 from hfdc.models.images import image_transform, pixel_values, to_pil, to_tensor
+from hfdc.models.mini_llava import llava_chat_template, mini_llava
 from hfdc.models.processors import tiny_processor
 from hfdc.models.tokenizer import tiny_tokenizer
 from hfdc.models.two_layer_cnn import TwoLayerCNN, TwoLayerCNNConfig
@@ -33,6 +35,8 @@ __all__ = [
     "classifier_for",
     "image_transform",
     "load_causal_lm",
+    "llava_chat_template",
+    "mini_llava",
     "pixel_values",
     "tiny",
     "tiny_processor",
