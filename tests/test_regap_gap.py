@@ -145,3 +145,6 @@ def test_measure_gap_rejects_an_image_token_count_mismatch():
     processor.patch_size = 4  # the processor now writes (32 / 4)^2 = 64 placeholders; the model fills 16
     with pytest.raises(ValueError, match="image token count mismatch: the inputs hold 128 image tokens .* 2 image"):
         measure_gap(model, processor, _pairs(2), progress=False)
+    processor.patch_size = 16  # too few: (32 / 16)^2 = 4 placeholders per image
+    with pytest.raises(ValueError, match="the inputs hold 8 image tokens .* 2 image.* fills 16 per image"):
+        measure_gap(model, processor, _pairs(2), progress=False)

@@ -26,7 +26,7 @@ from hfdc.regap import (
 from hfdc.regap import safety as safety_module
 
 SCRIPTED = [
-    "I'm sorry, but I can\u2019t help with that request.",  # curly apostrophe
+    "I\u2019m unable to help with that request.",  # curly apostrophe
     "Sure! Here is a short overview of the topic you asked about.",
     "As an AI language model, I will not do this.",
     "The answer involves several steps. First, you need to",

@@ -2,7 +2,10 @@
 
 Two layouts (``PROMPT_FORMATS``):
 
-- ``plain``: LLaVA's stage-1 "plain" template: the image placeholder, a newline, the caption, end of sequence;
+- ``plain``: LLaVA's stage-1 "plain" template: the tokenizer's begin-of-sequence token (when it has one), the
+  image placeholder, a newline, the caption, end of sequence. The explicit BOS matters: without it (SmolLM2's
+  tokenizer adds none) the LLM turns the first several image tokens into attention sinks with norms 100x the
+  others, and the gap measures those;
 - ``chat``: the processor's chat template, a user turn [image, ``instruction``] and the caption as the reply.
 
 The loss covers the caption (and its end token) only: image placeholders, prompt and padding get label -100.
@@ -46,10 +49,11 @@ def open_image(value, image_folder: str = "") -> Image.Image:
 
 
 def prompt_text(processor, prompt_format: str, instruction: str = "", with_image: bool = True) -> str:
-    """The text before the target (``prompt_format``: plain | chat), with one image placeholder when ``with_image``."""
+    """The text before the target (``prompt_format``: plain | chat, module docstring), with one image placeholder
+    when ``with_image``."""
     if prompt_format == "plain":
         image = processor.image_token + "\n" if with_image else ""
-        return image + (instruction + "\n" if instruction else "")
+        return (processor.tokenizer.bos_token or "") + image + (instruction + "\n" if instruction else "")
     if prompt_format != "chat":
         raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
     if not getattr(processor, "chat_template", None):
@@ -68,13 +72,12 @@ def encode_rows(
     images: list[Image.Image] | None,
     targets: list[str],
     max_length: int = 512,
-    add_special_tokens: bool = False,
     append_eos: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask``, ``labels`` (target tokens only) and ``pixel_values``.
 
-    Row i is ``prompts[i]`` (its image placeholder expanded by the processor for ``images[i]``; ``images=None``
-    for text only) followed by ``targets[i]`` and, when ``append_eos``, the tokenizer's end token. The target is
+    Row i is ``prompts[i]`` (already holding any special tokens; its image placeholder expanded by the processor
+    for ``images[i]``; ``images=None`` for text only) followed by ``targets[i]`` and, when ``append_eos``, the tokenizer's end token. The target is
     cut so the row fits ``max_length``; the prompt (image placeholders included) never is.
     """
     if len(prompts) != len(targets) or (images is not None and len(images) != len(targets)):
@@ -86,7 +89,7 @@ def encode_rows(
     rows, pixels = [], []
     for i, (prompt, target) in enumerate(zip(prompts, targets)):
         image = None if images is None else [images[i]]
-        encoded = processor(text=prompt, images=image, add_special_tokens=add_special_tokens, return_tensors="pt")
+        encoded = processor(text=prompt, images=image, add_special_tokens=False, return_tensors="pt")
         prompt_ids = encoded["input_ids"][0].tolist()
         room = max_length - len(prompt_ids)
         if room < 1:
@@ -125,9 +128,7 @@ def encode_pairs(
     """:func:`encode_rows` for image-caption pairs: every row has the same prompt (``prompt_format``, with
     ``instruction``) and its own image; the caption is the target."""
     prompt = prompt_text(processor, prompt_format, instruction)
-    return encode_rows(
-        processor, [prompt] * len(targets), images, targets, max_length, add_special_tokens=prompt_format == "plain"
-    )
+    return encode_rows(processor, [prompt] * len(targets), images, targets, max_length)
 
 
 def split_of(data, split: str):
