@@ -131,6 +131,7 @@ def test_report_table_json_and_plot(tmp_path):
     table = report.table()
     assert f"MIR (sum over layers 1..2) = {report.mir:.4f}" in table and len(table.splitlines()) == 5
     assert json.loads(report.save(tmp_path / "gap.json").read_text())["mir"] == pytest.approx(report.mir)
+    assert GapReport.load(tmp_path / "gap.json") == report
     for path in (report.plot(tmp_path / "one.png"), plot_gaps({"a": report, "b": report}, tmp_path / "two.png")):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 

@@ -78,6 +78,17 @@ class GapReport:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
+    @classmethod
+    def load(cls, path: str | Path) -> GapReport:
+        """A report written by :meth:`save`."""
+        data = json.loads(Path(path).read_text())
+        return cls(
+            layers=[LayerGap(**layer) for layer in data["layers"]],
+            n_pairs=data["n_pairs"],
+            n_image_tokens=data["n_image_tokens"],
+            n_text_tokens=data["n_text_tokens"],
+        )
+
     def plot(self, path: str | Path, label: str = "") -> Path:
         """Save a PNG of the per-layer curves (:func:`plot_gaps` with this report alone)."""
         return plot_gaps({label: self}, path)
@@ -104,7 +115,7 @@ def plot_gaps(reports: dict[str, GapReport], path: str | Path) -> Path:
     fig, axes = plt.subplots(1, len(PANELS), figsize=(13, 3.6))
     for label, report in reports.items():
         layers = list(range(len(report.layers)))
-        legend = f"{label} (MIR {report.mir:.3f})" if label else f"MIR {report.mir:.3f}"
+        legend = f"{label} (MIR {report.mir:.4g})" if label else f"MIR {report.mir:.4g}"
         for ax, (name, _) in zip(axes, PANELS):
             ax.plot(layers, report.column(name), marker="o", markersize=3, label=legend)
     for ax, (_, title) in zip(axes, PANELS):
