@@ -144,3 +144,29 @@ def test_bad_input_errors():
         facility_location(x, similarity=torch.eye(20), k=2)
     with pytest.raises(ValueError, match="empty"):
         group_budgets({"a": 3, "b": 0}, 2)
+
+
+def test_every_pick_weighs_at_least_itself():
+    # +-1 features with duplicates (CoLM's step-0 features): many ties between picks; each pick covers itself
+    x = torch.sign(torch.randn(16, 3, generator=torch.Generator().manual_seed(0))).repeat(4, 1)
+    result = facility_location(x, k=12, metric="l1")
+    assert (result.weights >= 1).all() and float(result.weights.sum()) == 64
+    w = torch.linspace(0.5, 2.0, 64)
+    weighted = facility_location(x, k=12, metric="l1", point_weights=w)
+    assert torch.all(weighted.weights >= w[weighted.indices] - 1e-6)
+    assert float(weighted.weights.sum()) == pytest.approx(float(w.sum()), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_any_float_dtype(dtype):
+    x = _features(40, 5, seed=9)
+    sim = pairwise_similarity(x, "cosine")
+    expected = facility_location(similarity=sim, k=6).indices.tolist()
+    for optimizer in ("lazy", "naive"):
+        assert facility_location(similarity=sim.to(dtype), k=6, optimizer=optimizer).indices.tolist() == expected
+    stochastic = facility_location(similarity=sim.to(dtype), k=6, optimizer="stochastic", epsilon=1e-9)
+    assert stochastic.indices.tolist() == expected  # epsilon this small samples every candidate: exact greedy
+    assert (
+        facility_location(x.to(dtype), k=6).indices.tolist()
+        == facility_location(x.to(dtype).float(), k=6).indices.tolist()
+    )

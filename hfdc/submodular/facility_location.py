@@ -167,7 +167,8 @@ def _budgets(members: dict, k, n: int) -> dict:
 
 
 def _medoid_weights(store: GainStore, run: GreedyRun, point_weights: torch.Tensor | None) -> torch.Tensor:
-    """Summed weight of the points each selected item covers best (ties: earliest selected)."""
+    """Summed weight of the points each selected item covers best (ties: earliest selected); every selected item
+    covers itself, so it weighs at least its own point weight (as in CoLM's reference code)."""
     assign = run.assign.clone()
     missing = (assign < 0).nonzero().flatten()
     if len(missing):  # points no selected item covers positively: give them to their most similar one
@@ -177,4 +178,5 @@ def _medoid_weights(store: GainStore, run: GreedyRun, point_weights: torch.Tenso
             better = values > best
             best[better] = values[better]
             assign[missing[better]] = pos[better] + start
+    assign[run.indices] = torch.arange(len(run.indices), device=assign.device)
     return torch.bincount(assign, weights=point_weights, minlength=len(run.indices)).float()

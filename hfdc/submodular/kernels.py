@@ -13,13 +13,12 @@ METRICS = ("cosine", "euclidean", "l1")
 
 
 def check_features(features: torch.Tensor, name: str = "features") -> torch.Tensor:
-    """Validate a [N, d] float feature matrix; raise a ValueError naming the problem otherwise."""
+    """Validate a [N, d] matrix and return it as float32 (any input dtype); raise a ValueError naming the problem."""
     if not isinstance(features, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape [N, d], got {type(features).__name__}")
     if features.ndim != 2:
         raise ValueError(f"{name} must have shape [N, d], got {tuple(features.shape)}")
-    if not features.is_floating_point():
-        features = features.float()
+    features = features.float()
     if not torch.isfinite(features).all():
         bad = (~torch.isfinite(features)).any(dim=1).nonzero().flatten()[:5].tolist()
         raise ValueError(f"{name} contain NaN or inf values (rows {bad}...); clean or drop those rows first")
