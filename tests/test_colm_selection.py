@@ -15,6 +15,7 @@ from hfdc.colm import (
 from hfdc.colm.features import per_example_loss
 from hfdc.colm.moments import sparsify
 from hfdc.models import tiny
+from hfdc.submodular import facility_location
 
 
 def _inputs(batch=4, length=10, seed=0):
@@ -100,6 +101,13 @@ def test_selection_keeps_rare_sources_and_splits_budgets():
     assert chosen.budgets == {0: 4, 1: 2}  # 6 left, proportional to 10 : 4 -> 4.3, 1.7 -> 4, 2
     assert [int(sources[i]) for i in picked[2:]] == [0] * 4 + [1] * 2
     assert chosen.weights[2:6].sum() == 10 and chosen.weights[6:].sum() == 4
+    balanced = select_small_batch(features, sources, budget=8, keep_sources=(2,), budget_mode="balanced")
+    assert balanced.budgets == {0: 3, 1: 3}  # 6 left over 2 sources: 3 each
+    assert [int(sources[i]) for i in balanced.indices[2:]] == [0] * 3 + [1] * 3
+    pooled = select_small_batch(features, sources, budget=8, keep_sources=(2,), budget_mode="none")
+    assert pooled.budgets == {0: 6}  # one pool: facility location over sources 0 and 1 together
+    together = facility_location(features[:14], k=6, metric="l1")
+    assert pooled.indices[2:].tolist() == together.indices.tolist()
     with pytest.raises(ValueError, match="budget 17"):
         select_small_batch(features, sources, budget=17)
     bad = features.clone()
@@ -125,7 +133,10 @@ def test_matching_error_and_selection_beats_random_on_clusters():
     centres = torch.randn(4, 8, generator=gen) * 5
     feats = torch.cat([c + 0.05 * torch.randn(8, 8, generator=gen) for c in centres]) + 3
     chosen = select_small_batch(feats, torch.zeros(32, dtype=torch.long), budget=4, similarity="l1")
+    assert sorted(int(i) // 8 for i in chosen.indices) == [0, 1, 2, 3]  # one medoid per cluster
     assert matching_error(feats, chosen.indices, chosen.weights) < 0.02
+    randoms = [matching_error(feats, torch.randperm(32, generator=gen)[:4]) for _ in range(50)]
+    assert sum(randoms) / len(randoms) > 10 * matching_error(feats, chosen.indices, chosen.weights)
 
 
 def test_chunked_features_equal_whole_batch_features():
@@ -267,3 +278,32 @@ def test_low_precision_slopes_match_float64_autograd(dtype, tolerance):
     z = torch.randn(block[0][1].numel(), generator=torch.Generator().manual_seed(2)).double()
     expected = _slopes_by_autograd(exact, find_parameter_block(exact, "v_proj"), inputs, z)
     assert float((got - expected).norm() / expected.norm()) < tolerance  # 0.19 (bf16) and 0.021 (fp16) in bf16
+
+
+def test_sparsification_uses_each_sources_own_mean():
+    # source 0 varies on coordinate 0 (its largest mean), source 1 on coordinate 1; zo_dim=1 keeps one coordinate
+    # per source: selecting on a shared coordinate would pick other rows
+    gen = torch.Generator().manual_seed(2)
+    a = torch.stack([torch.tensor([5.0, 3.0, 9.0, 5.2, 8.8, 1.0]), 0.5 * torch.rand(6, generator=gen)], 1)
+    b = torch.stack([0.5 * torch.rand(6, generator=gen), torch.tensor([-1.0, -7.0, -2.0, -6.5, -9.0, -1.2])], 1)
+    features, sources = torch.cat([a, b]), torch.tensor([0] * 6 + [1] * 6)
+    chosen = select_small_batch(features, sources, budget=4, zo_dim=1)
+    expected = [facility_location(x[:, [c]], k=2, metric="l1").indices + 6 * c for c, x in enumerate((a, b))]
+    assert chosen.indices.tolist() == torch.cat(expected).tolist()
+    shared = [facility_location(x[:, [0]], k=2, metric="l1").indices + 6 * c for c, x in enumerate((a, b))]
+    assert chosen.indices.tolist() != torch.cat(shared).tolist()
+
+
+def test_per_example_loss_on_a_padded_batch():
+    model = tiny("llama", num_hidden_layers=3)
+    gen = torch.Generator().manual_seed(4)
+    rows = [torch.randint(4, 200, (n,), generator=gen) for n in (9, 5, 7)]
+    prompt = 3  # the first 3 tokens of each row are a masked prompt
+    ids = torch.zeros(3, 9, dtype=torch.long)  # right padding with the pad id 0
+    mask, labels = torch.zeros_like(ids), torch.full_like(ids, -100)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)], mask[i, : len(row)], labels[i, prompt : len(row)] = row, 1, row[prompt:]
+    got = per_example_loss(model, {"input_ids": ids, "attention_mask": mask, "labels": labels})
+    for i, row in enumerate(rows):  # the model's own loss on the row alone, unpadded
+        alone = labels[i : i + 1, : len(row)]
+        assert float(got[i]) == pytest.approx(float(model(input_ids=row[None], labels=alone).loss), rel=1e-5)

@@ -129,7 +129,7 @@ def zeroth_order_features(
                     losses = []
                     for sign in (1.0, -1.0):
                         _apply(params, original, z[k], sign * eps)
-                        with _suffix_precision(device, float32):
+                        with _suffix_precision(model, device, float32):
                             losses.append(cache.loss(model, chunk) if cache else per_example_loss(model, chunk))
                     rows.append((losses[0] - losses[1]).to(dtype) / (2 * eps))
                 slopes.append(torch.stack(rows, 1))
@@ -168,9 +168,22 @@ def _applied_direction(
     return (plus - torch.cat([p.detach().to(z.dtype).flatten() for p in params])) / (2 * eps)
 
 
-def _suffix_precision(device: torch.device, float32: bool):
-    """Autocast off for the perturbed passes when they run in float32; the caller's precision otherwise."""
-    return torch.autocast(device.type, enabled=False) if float32 else contextlib.nullcontext()
+@contextlib.contextmanager
+def _suffix_precision(model: torch.nn.Module, device: torch.device, float32: bool):
+    """Autocast off for the perturbed passes when they run in float32, also inside a forward that accelerate wrapped
+    in autocast for mixed precision (its original forward runs instead); the caller's precision otherwise."""
+    if not float32:
+        yield
+        return
+    wrapped, original = model.__dict__.get("forward"), model.__dict__.get("_original_forward")
+    if original is not None:
+        model.forward = original
+    try:
+        with torch.autocast(device.type, enabled=False):
+            yield
+    finally:
+        if original is not None:
+            model.forward = wrapped
 
 
 @contextlib.contextmanager
