@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from datasets import Dataset
 from transformers import Trainer
 
 import hfdc.colm.trainer as trainer_module
@@ -22,9 +23,10 @@ from hfdc.colm import (
     zeroth_order_features,
 )
 from hfdc.colm.cli import build_trainer, run
+from hfdc.colm.data import tokenize_mixture
 from hfdc.colm.moments import raw_features
 from hfdc.colm.trainer import STATE_NAME, check_sharding
-from hfdc.models import tiny
+from hfdc.models import tiny, tiny_processor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -327,3 +329,43 @@ def test_sharded_parameter_blocks_are_refused(tmp_path, monkeypatch, fsdp, zero_
     monkeypatch.setattr(Trainer, "create_accelerator_and_postprocess", sharded)
     with pytest.raises(ValueError, match="does not support FSDP"):
         build_trainer(_config(tmp_path))
+
+
+def test_prompt_tokens_masked_and_eos_trained_when_pad_is_eos(tmp_path):
+    tokenizer = tiny_processor("llama")
+    tokenizer.pad_token = tokenizer.eos_token  # as SmolLM2 and Phi-2 ship
+    data = Dataset.from_dict(
+        {"instruction": ["add 2 and 3", "name a colour"], "output": ["5", "a deep blue"], "source": ["a", "b"]}
+    )
+    tokenized = tokenize_mixture(data, tokenizer, "{output}", "source", 64, prompt_template="Q: {instruction}\nA: ")
+    trainer = ColmTrainer(
+        model=tiny("llama"),
+        args=_config(tmp_path, keep_sources=[]),
+        train_dataset=tokenized,
+        processing_class=tokenizer,
+    )
+    batch = trainer.data_collator([tokenized[0], tokenized[1]])
+    for i, (instruction, output) in enumerate(zip(data["instruction"], data["output"])):
+        prompt = len(tokenizer(f"Q: {instruction}\nA: ")["input_ids"])
+        full = tokenizer(f"Q: {instruction}\nA: {output}{tokenizer.eos_token}")["input_ids"]
+        labels = batch["labels"][i].tolist()
+        assert labels[:prompt] == [-100] * prompt  # the prompt is not trained
+        assert labels[prompt : len(full)] == full[prompt:] and full[-1] == tokenizer.eos_token_id  # EOS is
+        assert labels[len(full) :] == [-100] * (len(labels) - len(full))  # padding is not
+
+
+@pytest.mark.parametrize("recipe", ["demo", "tiny_mixture", "phi2_mathinstruct"])
+def test_recipes_parse(recipe):
+    from hfdc.cli import parse_config
+
+    config = parse_config(
+        ColmConfig, ["--config", str(ROOT / "recipes" / "colm" / f"{recipe}.yaml"), "--output_dir", "x"]
+    )
+    assert 0 < config.selection_ratio <= 1 and config.keep_sources
+    if recipe == "phi2_mathinstruct":  # the reference's step: 4 GPUs x 4 x 8 accumulation steps = 128 -> 64
+        assert config.large_batch_size * config.gradient_accumulation_steps * 4 == 128
+        assert (
+            config.lora_target_modules == ["q_proj", "k_proj", "v_proj", "fc1", "fc2"]
+            and len(config.keep_sources) == 10
+        )
+        assert config.prompt_template.endswith("### Response:") and config.text_template == "{output}"
