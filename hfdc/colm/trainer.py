@@ -154,10 +154,34 @@ class ColmTrainer(Trainer):
     def select(self, batches: list[dict]) -> list[dict]:
         """Select from the large ``batches`` of one optimizer step (pooled over ranks) and return this rank's share
         of the selected rows as ``len(batches)`` small micro-batches."""
-        args = self.args
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        start = time.perf_counter()
         sources = torch.cat([batch.pop(SOURCE_KEY) for batch in batches])
+        indices, weights = self.choose(batches, sources)
+        pool = self._pad_cat(batches)
+        if world > 1:
+            pool = self._gather_inputs(pool)
+        mine = torch.arange(rank, len(indices), world, device=indices.device)  # interleaved: kept rows spread out
+        small = []
+        for part in torch.tensor_split(mine, len(batches)):
+            batch = _trim_padding({k: v[indices[part]] for k, v in pool.items()})
+            if self.args.use_medoid_weights:  # c_i = w_i W / sum(w): DDP's mean over ranks gives sum(w L) / sum(w)
+                batch[WEIGHT_KEY] = weights[part] * world / weights.sum()
+            small.append(batch)
+        return small
+
+    def budget(self, pooled: int, micro_batches: int) -> int:
+        """Rows to select from a pool of ``pooled`` rows: selection_ratio of it (the small batches of every rank and
+        micro-step when the pool is full), at least one per micro-batch and rank."""
+        args, world = self.args, self.accelerator.num_processes
+        ratio = args.per_device_train_batch_size / args.large_batch_size
+        return min(pooled, max(math.ceil(pooled * ratio), micro_batches * world))
+
+    def choose(self, batches: list[dict], sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(positions in the batch pooled over ranks, medoid weights) of the selected rows: zeroth-order features of
+        this rank's ``batches``, pooled over ranks, normalised, facility location per source on rank 0."""
+        args = self.args
+        world = self.accelerator.num_processes
+        start = time.perf_counter()
         model = self.accelerator.unwrap_model(self.model)
         seed = args.seed * 1_000_003 + (self.moments.step if args.zo_direction == "per_step" else 0)
         estimates = [
@@ -175,22 +199,17 @@ class ColmTrainer(Trainer):
             for batch in batches
         ]
         estimates = ZerothOrderFeatures(torch.cat([e.slopes for e in estimates]), estimates[0].directions)
-        pool = self._pad_cat(batches)
         if world > 1:  # the directions come from the same seed on every rank: only the slopes travel
             estimates = ZerothOrderFeatures(self.accelerator.gather(estimates.slopes), estimates.directions)
-            sources, pool = self.accelerator.gather(sources), self._gather_inputs(pool)
+            sources = self.accelerator.gather(sources)
         features = self.moments.features(estimates) if args.feature_optimizer == "adam" else raw_features(estimates)
-        size = len(features)  # a short last step selects in proportion, at least one row per micro-batch and rank
-        budget = min(
-            size, max(math.ceil(size * args.per_device_train_batch_size / args.large_batch_size), len(batches) * world)
-        )
         keep = tuple(self.sources.index(s) for s in args.keep_sources)
         choice = [None]
         if self.accelerator.is_main_process:
             chosen = select_small_batch(
                 features,
                 sources,
-                budget,
+                self.budget(len(features), len(batches)),
                 keep,
                 args.budget_mode,
                 args.similarity,
@@ -205,14 +224,7 @@ class ColmTrainer(Trainer):
         self._record(features, sources, indices, weights, time.perf_counter() - start)
         large_source = ~torch.isin(sources[indices], torch.tensor(keep, dtype=sources.dtype, device=sources.device))
         self.moments.update(estimates, indices[large_source] if args.moments_from == "large_sources" else indices)
-        mine = torch.arange(rank, len(indices), world, device=indices.device)  # interleaved: kept rows spread out
-        small = []
-        for part in torch.tensor_split(mine, len(batches)):
-            batch = _trim_padding({k: v[indices[part]] for k, v in pool.items()})
-            if args.use_medoid_weights:  # c_i = w_i W / sum(w): DDP's mean over ranks gives sum(w L) / sum(w)
-                batch[WEIGHT_KEY] = weights[part] * world / weights.sum()
-            small.append(batch)
-        return small
+        return indices, weights
 
     def _pad_values(self) -> dict:
         return {
