@@ -369,3 +369,14 @@ def test_recipes_parse(recipe):
             and len(config.keep_sources) == 10
         )
         assert config.prompt_template.endswith("### Response:") and config.text_template == "{output}"
+
+
+@pytest.mark.parametrize("direction", ["fixed", "per_step"])
+def test_direction_fixed_per_run_or_fresh_per_step(tmp_path, monkeypatch, direction):
+    trainer = build_trainer(_config(tmp_path, max_steps=2, zo_direction=direction))
+    large, _ = _spy(monkeypatch, trainer)
+    trainer.train()
+    first, second = (estimates.directions for _, estimates in large)
+    z = torch.randn(first.shape[1], generator=torch.Generator().manual_seed(0))  # seed * 1_000_003 + 0
+    assert torch.allclose(first[0], z, rtol=1e-3, atol=1e-3)  # the applied direction is z up to rounding
+    assert torch.allclose(first, second, rtol=1e-3, atol=1e-3) == (direction == "fixed")

@@ -154,8 +154,8 @@ def test_point_weights_with_distance_features(metric):
     dist = torch.cdist(x, x, p=1 if metric == "l1" else 2)
     sim = (dist.max() - dist).tolist()
     picks, gains, weights = _greedy_by_hand(sim, w.tolist(), 3)
-    for optimizer in ("naive", "lazy"):
-        result = facility_location(x, k=3, metric=metric, point_weights=w, optimizer=optimizer)
+    for optimizer, memory_mb in (("naive", 2048), ("lazy", 2048), ("lazy", 1e-6)):  # 1e-6: kernel rows on demand
+        result = facility_location(x, k=3, metric=metric, point_weights=w, optimizer=optimizer, memory_mb=memory_mb)
         assert result.indices.tolist() == picks
         assert result.gains.tolist() == pytest.approx(gains, rel=1e-5)
         assert result.weights.tolist() == pytest.approx(weights, rel=1e-6)
