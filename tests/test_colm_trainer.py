@@ -92,10 +92,15 @@ def test_trains_on_the_selected_rows_of_the_large_batch(tmp_path, monkeypatch):
     assert trainer.moments.step == 3 and trainer.moments.v.abs().sum() > 0
 
 
-def test_gradient_accumulation_selects_once_per_optimizer_step(tmp_path, monkeypatch):
-    # 2 micro-batches of 2 from 2 x 4 = one selection of 4 from 8, trained like one batch of 4 selected from 8
-    accumulated = build_trainer(_config(tmp_path / "a", per_device_train_batch_size=2, gradient_accumulation_steps=2))
-    doubled = build_trainer(_config(tmp_path / "b"))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gradient_accumulation_selects_once_per_optimizer_step(tmp_path, monkeypatch, weighted):
+    # 2 micro-batches of 2 from 2 x 4 = one selection of 4 from 8, trained like one batch of 4 selected from 8 (with
+    # medoid weights: sum(w L) / sum(w) over the whole step, not per micro-batch)
+    options = dict(use_medoid_weights=weighted, seed=1)
+    accumulated = build_trainer(
+        _config(tmp_path / "a", per_device_train_batch_size=2, gradient_accumulation_steps=2, **options)
+    )
+    doubled = build_trainer(_config(tmp_path / "b", **options))
     for trainer in (accumulated, doubled):
         trainer.model.double()  # float64: batch shapes differ, results must not
     large, trained = _spy(monkeypatch, accumulated)
@@ -109,6 +114,8 @@ def test_gradient_accumulation_selects_once_per_optimizer_step(tmp_path, monkeyp
     for (name, a), b in zip(accumulated.model.named_parameters(), doubled.model.parameters()):
         assert torch.allclose(a, b, atol=1e-10), name
     assert torch.allclose(accumulated.moments.m, doubled.moments.m)
+    if weighted:
+        assert any(len(set(e["weights"])) > 1 for e in doubled.colm_history)  # unequal weights were trained with
 
 
 def test_medoid_weighted_loss_by_hand(tmp_path):
