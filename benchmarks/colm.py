@@ -1,35 +1,40 @@
-"""CoLM vs plain Trainer with the small batch and with the large batch, on a tiny causal LM and the sentiment mixture.
+"""CoLM on SmolLM2-135M-Instruct + LoRA, on a real mixture with a rare source (IMDB / Rotten Tomatoes / sentiment).
 
-Every arm trains the same seeded Llama (4 layers, hidden 128) for the same number of optimiser steps in its
-own process: "small" (batch 16), "large" (batch 32), "colm" (looks at 32, trains on the 16 it selects) and
-"colm_weighted" (the same with medoid-weighted losses) and "colm_8_directions" (8 Gaussian directions per
-step instead of 1). Measured: peak RSS growth during training over the RSS before it (Linux VmHWM after
-clear_refs; every arm first runs the same throwaway selection so that the library code it loads is resident
-in all arms before the baseline), seconds per step, final validation loss, and for CoLM the mean relative
-gradient-matching error of its selection vs a random small batch of the same size, (a) on CoLM's own
-features (both logged by ColmTrainer) and (b) on the TRUE per-example gradients of all parameters (autograd,
-after training, on held-out large batches, random = mean over 20 random halves).
+Train mixture 80 / 15 / 5: IMDB and Rotten Tomatoes reviews (real assets) and the embedded templated sentiment set
+(the rare source, kept whole by the selection arms). Causal-LM fine-tuning of every token (texts cut to --length
+tokens). Arms, each (arm, seed) in its own process, the same optimizer steps: "small" (Trainer, batch S), "large"
+(Trainer, batch L = 2S), "stratified" (looks at L, keeps the rare source, proportional budgets per source, random
+rows within a source: CoLM without facility location), "colm", "colm_weighted" (medoid-weighted loss) and
+"colm_8_directions" (zo_directions=8). Measured: peak RSS growth during train() over the RSS before it, vs large;
+seconds per optimizer step (median over steps); eval loss on the held-out mixture and on the rare source; for the
+selection arms, the matching error |mean_S g - mean_B g| / |mean_B g| against the TRUE per-example gradients of
+every LoRA parameter (autograd, after training, on fresh large batches), next to stratified and uniform random
+subsets of the same batches (means over 20 draws). The error on CoLM's own features is a diagnostic only.
+``--probe`` measures the memory of the feature passes (no KV cache) against a KV-cached forward and the training
+steps, each in a fresh process.
 
-    python -m benchmarks.colm [--steps 40] [--seeds 0 1 2]
-
-Rows give means over seeds (model init, data order, zeroth-order directions; seconds: medians), per-seed eval
-losses too. Each (arm, seed) also runs once "cold" (no warm-up) for the peak memory with library code loading.
+    python -m benchmarks.colm [--seeds 3] [--steps 30] [--length 32] [--small 4] [--jobs 2]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
+ARMS = ("small", "large", "stratified", "colm", "colm_weighted", "colm_8_directions")
 COLM_ARMS = {"colm": {}, "colm_weighted": {"use_medoid_weights": True}, "colm_8_directions": {"zo_directions": 8}}
-ARMS = ("small", "large", *COLM_ARMS)
-TRUE_GRADIENT_BATCHES = 6
-SMALL, LARGE = 16, 32
-MODEL = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2)
+PROBES = ("features", "forward_kv_cache", "forward_no_cache", "train_small", "train_large")
+MIXTURE = {"imdb": 0.80, "rotten_tomatoes": 0.15, "sentiment": 0.05}
+RARE = "sentiment"
+N_TRAIN, N_EVAL, N_RARE_EVAL = 2000, 64, 32
+LORA = dict(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+LEARNING_RATE = 1e-3
+MATCHING_BATCHES, RANDOM_DRAWS = 2, 20
 
 
 def _rss_mb(field: str) -> float:
@@ -40,182 +45,316 @@ def _rss_mb(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def load_library_code() -> None:
-    """Run one zeroth-order pass and one selection on throwaway inputs (the same in every arm)."""
+def reset_peak() -> float:
+    """Reset the peak RSS (VmHWM) to the current RSS and return the current RSS in MiB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _rss_mb("VmRSS")
+
+
+def load_model(seed: int):
+    """SmolLM2-135M-Instruct with LoRA (A initialised from ``seed``) and its tokenizer (pad = eos, as shipped)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from benchmarks.assets import asset_path
+
+    path = asset_path("smollm2-135m-instruct")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    with torch.no_grad():  # read every weight once: memory-mapped weights count in RSS before any measurement
+        sum(float(p.sum()) for p in model.parameters())
+    torch.manual_seed(seed)
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA))
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+def mixture(tokenizer, length: int) -> dict:
+    """Tokenized train mixture (80/15/5), held-out mixture and held-out rare source; fixed draw (seed 0)."""
+    from datasets import concatenate_datasets
+
+    from benchmarks.assets import asset_path
+    from hfdc.colm.data import tokenize_mixture
+    from hfdc.data import load
+
+    parts = {
+        "imdb": load(str(asset_path("imdb"))),
+        "rotten_tomatoes": load(str(asset_path("rotten_tomatoes"))),
+        "sentiment": load("sentiment"),
+    }
+
+    def draw(split: str, sizes: dict):
+        rows = []
+        for name, size in sizes.items():
+            data = parts[name][split].shuffle(seed=0).select(range(size)).select_columns(["text"])
+            rows.append(data.add_column("source", [name] * size))
+        return tokenize_mixture(concatenate_datasets(rows).shuffle(seed=0), tokenizer, "{text}", "source", length)
+
+    return {
+        "train": draw("train", {name: round(share * N_TRAIN) for name, share in MIXTURE.items()}),
+        "eval": draw("validation", {name: round(share * N_EVAL) for name, share in MIXTURE.items()}),
+        "eval_rare": draw("validation", {RARE: N_RARE_EVAL}),
+    }
+
+
+def stratified_random(sources, budget: int, keep: tuple, generator):
+    """Kept sources whole, the rest of ``budget`` split proportionally over the other sources, random rows within
+    each source (CoLM's budgets without facility location)."""
     import torch
 
-    from hfdc.colm import find_parameter_block, select_small_batch, zeroth_order_features
-    from hfdc.models import tiny
+    from hfdc.submodular import group_budgets
 
-    model = tiny("llama", seed=99, **MODEL)
-    ids = torch.randint(3, 200, (4, 8), generator=torch.Generator().manual_seed(0))
-    g = zeroth_order_features(model, find_parameter_block(model, "v_proj"), {"input_ids": ids, "labels": ids})
-    select_small_batch(g.dense(), torch.tensor([0, 0, 1, 1]), 2)
+    kept = torch.isin(sources, torch.tensor(keep, dtype=sources.dtype)).nonzero().flatten()
+    if len(kept) >= budget:
+        return kept[torch.randperm(len(kept), generator=generator)[:budget]]
+    rest = sources[~torch.isin(sources, torch.tensor(keep, dtype=sources.dtype))]
+    sizes = {int(s): int((rest == s).sum()) for s in rest.unique()}
+    picks = [kept]
+    for source, k in group_budgets(sizes, budget - len(kept)).items():
+        rows = (sources == source).nonzero().flatten()
+        picks.append(rows[torch.randperm(len(rows), generator=generator)[:k]])
+    return torch.cat(picks)
 
 
-def true_gradient_matching(trainer, train, seed: int) -> tuple[float, float]:
-    """(CoLM's, random's) mean |mean_S grad - mean_B grad| / |mean_B grad| on exact per-example gradients of
-    all trainable parameters, for large batches drawn after training (CoLM selects as in a training step)."""
+def stratified_trainer_class():
+    """A ColmTrainer whose selection is ``stratified_random`` (no feature passes)."""
+    import torch
+
+    from hfdc.colm import ColmTrainer
+
+    class StratifiedRandomTrainer(ColmTrainer):
+        def choose(self, batches, sources):
+            keep = tuple(self.sources.index(s) for s in self.args.keep_sources)
+            generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.moments.step)
+            self.moments.step += 1
+            indices = stratified_random(sources, self.budget(len(sources), len(batches)), keep, generator)
+            return indices, torch.ones(len(indices))
+
+    return StratifiedRandomTrainer
+
+
+def true_gradient_matching(trainer, train, seed: int, weighted: bool) -> dict:
+    """Matching errors against exact per-example gradients of the LoRA parameters on fresh large batches: the
+    arm's own selection (moments restored after each), stratified random and uniform random (mean of 20 draws)."""
     import torch
 
     from hfdc.colm.features import per_example_loss
-    from hfdc.colm.trainer import SOURCE_KEY, WEIGHT_KEY
+    from hfdc.colm.trainer import SOURCE_KEY
 
     model, large = trainer.model, trainer.args.large_batch_size
     params = [p for p in model.parameters() if p.requires_grad]
+    keep = tuple(trainer.sources.index(s) for s in trainer.args.keep_sources)
     generator = torch.Generator().manual_seed(10_000 + seed)
-    colm, random = [], []
-    for _ in range(TRUE_GRADIENT_BATCHES):
+    errors = {"own": [], "stratified": [], "uniform": []}
+
+    def error(grads, rows, weights=None):
+        target = grads.mean(0)
+        weights = torch.ones(len(rows)) if weights is None else weights
+        return float((weights @ grads[rows] / weights.sum() - target).norm() / target.norm())
+
+    for _ in range(MATCHING_BATCHES):
         rows = [train[int(i)] for i in torch.randperm(len(train), generator=generator)[:large]]
-        batch = trainer.data_collator(rows)
+        batch = trainer._prepare_inputs(trainer.data_collator(rows))
+        sources = batch.pop(SOURCE_KEY)
+        model.eval()
         grads = []
         for i in range(large):
             model.zero_grad()
-            per_example_loss(model, {k: v[i : i + 1] for k, v in batch.items() if k != SOURCE_KEY}).sum().backward()
+            per_example_loss(model, {k: v[i : i + 1] for k, v in batch.items()}).sum().backward()
             grads.append(torch.cat([p.grad.flatten() for p in params]))
+        model.zero_grad()
         grads = torch.stack(grads)
-        target = grads.mean(0)
+        budget = trainer.budget(large, 1)
         state = trainer.moments.state_dict()
-        small = trainer.select(dict(batch))
+        indices, weights = trainer.choose([dict(batch)], sources)
         trainer.moments.load_state_dict(state)  # evaluation only: every draw sees the trained moments
-        chosen = trainer.colm_history[-1]["indices"]
-        weights = small.get(WEIGHT_KEY, torch.ones(len(chosen)))
-        approx = weights @ grads[chosen] / weights.sum()
-        colm.append(float((approx - target).norm() / target.norm()))
-        halves = [torch.randperm(large, generator=generator)[: len(chosen)] for _ in range(20)]
-        random.append(sum(float((grads[h].mean(0) - target).norm() / target.norm()) for h in halves) / len(halves))
-    model.zero_grad()
-    return sum(colm) / len(colm), sum(random) / len(random)
+        errors["own"].append(error(grads, indices, weights if weighted else None))
+        draws = [stratified_random(sources, budget, keep, generator) for _ in range(RANDOM_DRAWS)]
+        errors["stratified"].append(statistics.mean(error(grads, d) for d in draws))
+        uniform = [torch.randperm(large, generator=generator)[:budget] for _ in range(RANDOM_DRAWS)]
+        errors["uniform"].append(statistics.mean(error(grads, d) for d in uniform))
+    return {key: statistics.mean(values) for key, values in errors.items()}
 
 
-def train_arm(arm: str, steps: int, seed: int, cold: bool = False) -> dict:
-    """Train one arm in this process and return its measurements; ``cold``: without the shared warm-up, peak
-    memory only."""
+def train_arm(arm: str, steps: int, seed: int, length: int, small: int) -> dict:
+    """Train one arm in this process and return its measurements."""
     import torch
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
+    from benchmarks.common import quiet
     from hfdc.colm import ColmConfig, ColmTrainer
-    from hfdc.colm.data import tokenize_mixture
     from hfdc.colm.trainer import mean_selection_metrics
-    from hfdc.data import load
-    from hfdc.models import tiny, tiny_processor
 
     torch.set_num_threads(1)
-    if not cold:
-        load_library_code()
-    tokenizer = tiny_processor("llama")
-    model = tiny("llama", seed=seed, **MODEL)
-    data = load("sentiment", seed=seed)
-    train = tokenize_mixture(data["train"], tokenizer, "{text}", "source", 64)
-    validation = tokenize_mixture(data["validation"], tokenizer, "{text}", "source", 64).remove_columns("source")
+    quiet()
+    model, tokenizer = load_model(seed)
+    data = mixture(tokenizer, length)
+    stamps = []
+
+    class StepTimes(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
     common = dict(
         output_dir=tempfile.mkdtemp(),
         max_steps=steps,
-        learning_rate=3e-3,
-        logging_steps=5,
+        learning_rate=LEARNING_RATE,
+        lr_scheduler_type="constant",
+        logging_steps=1,
         report_to="none",
         use_cpu=True,
         save_strategy="no",
         eval_strategy="no",
         seed=seed,
-        per_device_eval_batch_size=64,
+        per_device_eval_batch_size=16,
         disable_tqdm=True,
+        dataloader_num_workers=0,
     )
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
-    if arm.startswith("colm"):
+    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
+    if arm in ("small", "large"):
+        args = TrainingArguments(per_device_train_batch_size=small if arm == "small" else 2 * small, **common)
+        trainer = Trainer(
+            model=model, args=args, train_dataset=data["train"].remove_columns("source"), data_collator=collator
+        )
+    else:
         args = ColmConfig(
-            per_device_train_batch_size=SMALL,
-            selection_ratio=SMALL / LARGE,
-            keep_sources=["support"],
-            **COLM_ARMS[arm],
+            per_device_train_batch_size=small,
+            selection_ratio=0.5,
+            keep_sources=[RARE],
+            **COLM_ARMS.get(arm, {}),
             **common,
         )
-        trainer = ColmTrainer(model=model, args=args, train_dataset=train, data_collator=collator)
-    else:
-        args = TrainingArguments(per_device_train_batch_size=SMALL if arm == "small" else LARGE, **common)
-        trainer = Trainer(model=model, args=args, train_dataset=train.remove_columns("source"), data_collator=collator)
-    before = _rss_mb("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
-    output = trainer.train()
+        cls = stratified_trainer_class() if arm == "stratified" else ColmTrainer
+        trainer = cls(model=model, args=args, train_dataset=data["train"], data_collator=collator)
+    trainer.add_callback(StepTimes())
+    before = reset_peak()
+    start = time.perf_counter()
+    trainer.train()
     peak = _rss_mb("VmHWM") - before
-    if cold:
-        return {"peak_rss_growth_cold_mb": round(peak, 1)}
-    eval_loss = trainer.evaluate(validation)["eval_loss"]
+    seconds = [b - a for a, b in zip([start, *stamps], stamps)][1:]  # the first step loads code: dropped
     row = {
         "arm": arm,
-        "trained_batch": SMALL if arm != "large" else LARGE,
-        "looked_at_batch": LARGE if arm != "small" else SMALL,
-        "steps": steps,
+        "trained_batch": 2 * small if arm == "large" else small,
+        "looked_at_batch": small if arm == "small" else 2 * small,
         "peak_rss_growth_mb": round(peak, 1),
-        "s_per_step": round(output.metrics["train_runtime"] / steps, 3),
-        "final_eval_loss": round(eval_loss, 4),
+        "s_per_step": round(statistics.median(seconds), 3),
+        "eval_loss": round(trainer.evaluate(data["eval"].remove_columns("source"))["eval_loss"], 4),
+        "eval_loss_rare": round(trainer.evaluate(data["eval_rare"].remove_columns("source"))["eval_loss"], 4),
     }
-    if arm.startswith("colm"):
+    if arm not in ("small", "large"):
+        matching = true_gradient_matching(trainer, data["train"], seed, arm == "colm_weighted")
+        row["true_grad_error"] = round(matching["own"], 4)
+        row["true_grad_error_stratified"] = round(matching["stratified"], 4)
+        row["true_grad_error_uniform"] = round(matching["uniform"], 4)
+    if arm in COLM_ARMS:
         selection = mean_selection_metrics(trainer.state.log_history)
-        row["matching_error"] = round(selection["colm/matching_error"], 4)
-        row["random_matching_error"] = round(selection["colm/random_matching_error"], 4)
-        row["selection_s"] = round(selection["colm/selection_time_s"], 4)
-        colm, random = true_gradient_matching(trainer, train, seed)
-        row["true_gradient_matching_error"] = round(colm, 4)
-        row["random_true_gradient_matching_error"] = round(random, 4)
+        row["feature_error_diagnostic"] = round(selection["colm/matching_error"], 4)
+        row["feature_error_random_diagnostic"] = round(selection["colm/random_matching_error"], 4)
+        row["selection_s"] = round(selection["colm/selection_time_s"], 3)
+    return row
+
+
+def probe(kind: str, length: int, small: int) -> dict:
+    """Peak RSS growth of one pass over a large batch (2 * small rows) in this fresh process."""
+    import torch
+
+    from benchmarks.common import quiet
+    from hfdc.colm import find_parameter_block, zeroth_order_features
+    from hfdc.colm.features import per_example_loss
+
+    torch.set_num_threads(1)
+    quiet()
+    model, tokenizer = load_model(0)
+    rows = mixture(tokenizer, length)["train"].filter(lambda row: len(row["input_ids"]) == length)
+    ids = torch.tensor(rows[: 2 * small]["input_ids"])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+    block = find_parameter_block(model, "v_proj")
+    before = reset_peak()
+    if kind == "features":
+        zeroth_order_features(model, block, batch, chunk_size=small)
+    elif kind.startswith("forward"):
+        with torch.no_grad():
+            for start in range(0, 2 * small, small):
+                chunk = {k: v[start : start + small] for k, v in batch.items()}
+                model(**chunk, use_cache=kind == "forward_kv_cache")
+    else:
+        rows = small if kind == "train_small" else 2 * small
+        per_example_loss(model, {k: v[:rows] for k, v in batch.items()}).mean().backward()
+    return {"probe": kind, "peak_rss_growth_mb": round(_rss_mb("VmHWM") - before, 1)}
+
+
+def _run(*flags: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.colm", *flags], check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def summarise(arm: str, runs: list[dict], steps: int, length: int) -> dict:
+    """One table row: means +- std over seeds (seconds: medians), per-seed eval losses."""
+    row = {"arm": arm, "seeds": len(runs), "steps": steps, "tokens": length}
+    for key, value in runs[0].items():
+        values = [r[key] for r in runs]
+        if not isinstance(value, float):
+            row.setdefault(key, value)
+        elif key.startswith("s_") or key.endswith("_s"):
+            row[key] = round(statistics.median(values), 3)
+        else:
+            row[key] = round(statistics.mean(values), 4)
+            row[f"{key}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
+    row["eval_loss_per_seed"] = [r["eval_loss"] for r in runs]
+    row["eval_loss_rare_per_seed"] = [r["eval_loss_rare"] for r in runs]
     return row
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--arm", choices=ARMS, help="run one arm with the first seed and print its row (internal)")
-    parser.add_argument("--cold", action="store_true", help="with --arm: no shared warm-up, peak memory only")
-    args = parser.parse_args()
-    if args.arm:
-        print(json.dumps(train_arm(args.arm, args.steps, args.seeds[0], args.cold)))
-        return
-    rows = []
-    for arm in ARMS:
-        runs = []
-        for seed in args.seeds:
-            run = {}
-            for cold in ([], ["--cold"]):
-                out = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "benchmarks.colm",
-                        "--arm",
-                        arm,
-                        "--steps",
-                        str(args.steps),
-                        "--seeds",
-                        str(seed),
-                        *cold,
-                    ],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout
-                run.update(json.loads(out.strip().splitlines()[-1]))
-            runs.append(run)
-            print(run, flush=True)
-        row = dict(runs[0], seeds=args.seeds, final_eval_loss_per_seed=[r["final_eval_loss"] for r in runs])
-        for key, value in runs[0].items():
-            if isinstance(value, float):  # seconds: median over seeds; the rest: mean
-                average = statistics.median if key.endswith("_s") or key.startswith("s_") else statistics.mean
-                row[key] = round(average(r[key] for r in runs), 4)
-        rows.append(row)
-    large = next(r for r in rows if r["arm"] == "large")
-    for row in rows:
-        row["peak_memory_vs_large"] = round(row["peak_rss_growth_mb"] / large["peak_rss_growth_mb"], 3)
-        row["peak_memory_vs_large_cold"] = round(row["peak_rss_growth_cold_mb"] / large["peak_rss_growth_cold_mb"], 3)
-        if "matching_error" in row:
-            row["matching_error_vs_random"] = round(row["matching_error"] / row["random_matching_error"], 3)
-            row["true_gradient_matching_error_vs_random"] = round(
-                row["true_gradient_matching_error"] / row["random_true_gradient_matching_error"], 3
-            )
-    from benchmarks.common import write_result
+    from concurrent.futures import ThreadPoolExecutor
 
-    write_result("colm", rows)
+    from benchmarks.common import arguments, write_result
+
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--length", type=int, default=32, help="tokens per example")
+    parser.add_argument("--small", type=int, default=4, help="small batch; the large batch is twice it")
+    parser.add_argument("--jobs", type=int, default=2, help="(arm, seed) processes at once")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--arm", choices=ARMS, help="run one arm with --seed and print its row (internal)")
+    parser.add_argument("--probe", choices=PROBES, help="one memory probe (internal)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    size = ["--steps", str(args.steps), "--length", str(args.length), "--small", str(args.small)]
+    if args.arm:
+        print(json.dumps(train_arm(args.arm, args.steps, args.seed, args.length, args.small)))
+        return
+    if args.probe:
+        print(json.dumps(probe(args.probe, args.length, args.small)))
+        return
+    probes = [_run("--probe", kind, *size) for kind in PROBES]  # one at a time: peak memory of a lone process
+    for row in probes:
+        print(row, flush=True)
+    runs: dict = {arm: {} for arm in args.arms}
+    lock = threading.Lock()
+
+    def run(arm: str, seed: int) -> None:
+        result = _run("--arm", arm, "--seed", str(seed), *size)
+        with lock:
+            runs[arm][seed] = result
+            print(result, flush=True)
+            write_result("colm", [*table(runs, args), *probes])  # after every run: a long benchmark keeps its results
+
+    with ThreadPoolExecutor(args.jobs) as pool:  # seed by seed, so that partial results cover every arm
+        for future in [pool.submit(run, arm, seed) for seed in range(args.seeds) for arm in args.arms]:
+            future.result()
+
+
+def table(runs: dict, args) -> list[dict]:
+    """Rows of the arms with results so far, with peak memory relative to the large batch's."""
+    rows = [summarise(a, [r[s] for s in sorted(r)], args.steps, args.length) for a, r in runs.items() if r]
+    large = next((r for r in rows if r["arm"] == "large"), None)
+    for row in rows:
+        if large:
+            row["peak_memory_vs_large"] = round(row["peak_rss_growth_mb"] / large["peak_rss_growth_mb"], 3)
+    return rows
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from hfdc.colm import (
 from hfdc.colm.features import per_example_loss
 from hfdc.colm.moments import sparsify
 from hfdc.models import tiny
+from hfdc.submodular import facility_location
 
 
 def _inputs(batch=4, length=10, seed=0):
@@ -29,7 +30,9 @@ def test_parameter_block_is_last_layer_and_lora_when_peft():
     from peft import LoraConfig, get_peft_model
 
     peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["v_proj", "q_proj"]))
-    names = [name for name, _ in find_parameter_block(peft_model, "v_proj")]
+    names = [name for name, _ in find_parameter_block(peft_model, "v_proj")]  # the reference's block: LoRA B
+    assert names == ["base_model.model.model.layers.1.self_attn.v_proj.lora_B.default.weight"]
+    names = [name for name, _ in find_parameter_block(peft_model, "v_proj", lora_matrices="AB")]
     assert len(names) == 2 and all("layers.1.self_attn.v_proj.lora_" in n for n in names)
     with pytest.raises(ValueError, match="zo_parameters='w_proj' matches no parameter"):
         find_parameter_block(model, "w_proj")
@@ -98,6 +101,13 @@ def test_selection_keeps_rare_sources_and_splits_budgets():
     assert chosen.budgets == {0: 4, 1: 2}  # 6 left, proportional to 10 : 4 -> 4.3, 1.7 -> 4, 2
     assert [int(sources[i]) for i in picked[2:]] == [0] * 4 + [1] * 2
     assert chosen.weights[2:6].sum() == 10 and chosen.weights[6:].sum() == 4
+    balanced = select_small_batch(features, sources, budget=8, keep_sources=(2,), budget_mode="balanced")
+    assert balanced.budgets == {0: 3, 1: 3}  # 6 left over 2 sources: 3 each
+    assert [int(sources[i]) for i in balanced.indices[2:]] == [0] * 3 + [1] * 3
+    pooled = select_small_batch(features, sources, budget=8, keep_sources=(2,), budget_mode="none")
+    assert pooled.budgets == {0: 6}  # one pool: facility location over sources 0 and 1 together
+    together = facility_location(features[:14], k=6, metric="l1")
+    assert pooled.indices[2:].tolist() == together.indices.tolist()
     with pytest.raises(ValueError, match="budget 17"):
         select_small_batch(features, sources, budget=17)
     bad = features.clone()
@@ -123,7 +133,10 @@ def test_matching_error_and_selection_beats_random_on_clusters():
     centres = torch.randn(4, 8, generator=gen) * 5
     feats = torch.cat([c + 0.05 * torch.randn(8, 8, generator=gen) for c in centres]) + 3
     chosen = select_small_batch(feats, torch.zeros(32, dtype=torch.long), budget=4, similarity="l1")
+    assert sorted(int(i) // 8 for i in chosen.indices) == [0, 1, 2, 3]  # one medoid per cluster
     assert matching_error(feats, chosen.indices, chosen.weights) < 0.02
+    randoms = [matching_error(feats, torch.randperm(32, generator=gen)[:4]) for _ in range(50)]
+    assert sum(randoms) / len(randoms) > 10 * matching_error(feats, chosen.indices, chosen.weights)
 
 
 def test_chunked_features_equal_whole_batch_features():
@@ -205,3 +218,92 @@ def test_reusing_the_prefix_is_exact_on_other_architectures(arch):
     full = zeroth_order_features(model, block, inputs, reuse_prefix=False).dense()
     assert torch.allclose(full, zeroth_order_features(model, block, inputs).dense(), rtol=1e-8, atol=1e-12)
     assert full.abs().max() > 0
+
+
+def _slopes_by_autograd(model, block, inputs, z):
+    """Directional derivatives of each example's loss along z (float64 autograd, one example at a time)."""
+    out = []
+    for i in range(len(inputs["labels"])):
+        model.zero_grad()
+        per_example_loss(model, {k: v[i : i + 1] for k, v in inputs.items()}).sum().backward()
+        out.append(float(torch.cat([p.grad.flatten() for _, p in block]) @ z))
+    model.zero_grad()
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("reuse_prefix", [True, False])
+@pytest.mark.parametrize("float32", [True, False])
+def test_features_under_an_outer_autocast(reuse_prefix, float32):
+    # autocast caches the low-precision copy of each weight: the perturbed block must not be read from that cache
+    model = tiny("llama", num_hidden_layers=3)
+    block = find_parameter_block(model, "v_proj")
+    inputs = _inputs(batch=6)
+    plain = zeroth_order_features(model, block, inputs, seed=3, reuse_prefix=reuse_prefix).slopes[:, 0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = zeroth_order_features(model, block, inputs, seed=3, reuse_prefix=reuse_prefix, float32=float32)
+    assert (mixed.slopes != 0).all()
+    # float32 passes ignore the autocast (only the cached prefix ran in bf16); bf16 passes are ~15% off
+    assert float((mixed.slopes[:, 0] - plain).norm() / plain.norm()) < (0.02 if float32 else 0.3)
+
+
+def test_all_zero_slopes_raise():
+    model = tiny("llama")
+    model.model.layers[-1].self_attn.o_proj.weight.data.zero_()  # v_proj of the last layer no longer counts
+    with pytest.raises(ValueError, match="every zeroth-order slope is exactly 0"):
+        zeroth_order_features(model, find_parameter_block(model, "v_proj"), _inputs())
+
+
+@pytest.mark.parametrize("reuse_prefix", [True, False])
+def test_feature_passes_build_no_kv_cache(reuse_prefix):
+    model = tiny("llama", num_hidden_layers=3)
+    caches = []
+    model.register_forward_hook(lambda module, args, output: caches.append(output.past_key_values))
+    zeroth_order_features(
+        model, find_parameter_block(model, "v_proj"), _inputs(), directions=2, reuse_prefix=reuse_prefix
+    )
+    assert caches and all(cache is None for cache in caches)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.bfloat16, 0.015), (torch.float16, 0.005)])
+def test_low_precision_slopes_match_float64_autograd(dtype, tolerance):
+    # a 12-layer model stored in bf16 / fp16: the perturbed passes run the block's layer onwards in float32
+    low = tiny("llama", num_hidden_layers=12, seed=5).to(dtype)
+    exact = tiny("llama", num_hidden_layers=12, seed=5).double()
+    exact.load_state_dict({k: v.double() for k, v in low.state_dict().items()})
+    inputs = _inputs(batch=6)
+    block = find_parameter_block(low, "v_proj")
+    before = block[0][1].clone()
+    got = zeroth_order_features(low, block, inputs, seed=2).slopes[:, 0].double()
+    assert torch.equal(block[0][1], before) and block[0][1].dtype == dtype
+    z = torch.randn(block[0][1].numel(), generator=torch.Generator().manual_seed(2)).double()
+    expected = _slopes_by_autograd(exact, find_parameter_block(exact, "v_proj"), inputs, z)
+    assert float((got - expected).norm() / expected.norm()) < tolerance  # 0.19 (bf16) and 0.021 (fp16) in bf16
+
+
+def test_sparsification_uses_each_sources_own_mean():
+    # source 0 varies on coordinate 0 (its largest mean), source 1 on coordinate 1; zo_dim=1 keeps one coordinate
+    # per source: selecting on a shared coordinate would pick other rows
+    gen = torch.Generator().manual_seed(2)
+    a = torch.stack([torch.tensor([5.0, 3.0, 9.0, 5.2, 8.8, 1.0]), 0.5 * torch.rand(6, generator=gen)], 1)
+    b = torch.stack([0.5 * torch.rand(6, generator=gen), torch.tensor([-1.0, -7.0, -2.0, -6.5, -9.0, -1.2])], 1)
+    features, sources = torch.cat([a, b]), torch.tensor([0] * 6 + [1] * 6)
+    chosen = select_small_batch(features, sources, budget=4, zo_dim=1)
+    expected = [facility_location(x[:, [c]], k=2, metric="l1").indices + 6 * c for c, x in enumerate((a, b))]
+    assert chosen.indices.tolist() == torch.cat(expected).tolist()
+    shared = [facility_location(x[:, [0]], k=2, metric="l1").indices + 6 * c for c, x in enumerate((a, b))]
+    assert chosen.indices.tolist() != torch.cat(shared).tolist()
+
+
+def test_per_example_loss_on_a_padded_batch():
+    model = tiny("llama", num_hidden_layers=3)
+    gen = torch.Generator().manual_seed(4)
+    rows = [torch.randint(4, 200, (n,), generator=gen) for n in (9, 5, 7)]
+    prompt = 3  # the first 3 tokens of each row are a masked prompt
+    ids = torch.zeros(3, 9, dtype=torch.long)  # right padding with the pad id 0
+    mask, labels = torch.zeros_like(ids), torch.full_like(ids, -100)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)], mask[i, : len(row)], labels[i, prompt : len(row)] = row, 1, row[prompt:]
+    got = per_example_loss(model, {"input_ids": ids, "attention_mask": mask, "labels": labels})
+    for i, row in enumerate(rows):  # the model's own loss on the row alone, unpadded
+        alone = labels[i : i + 1, : len(row)]
+        assert float(got[i]) == pytest.approx(float(model(input_ids=row[None], labels=alone).loss), rel=1e-5)

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 def load_model(config: ColmConfig):
     """(model, tokenizer) for ``config.model_name_or_path``, wrapped with LoRA when ``lora_r`` > 0."""
-    model, tokenizer = load_causal_lm(config.model_name_or_path, seed=config.seed)
+    model, tokenizer = load_causal_lm(config.model_name_or_path, seed=config.seed, dtype=config.dtype)
     if config.lora_r > 0:
         from peft import LoraConfig, get_peft_model
 
@@ -43,7 +43,7 @@ def build_trainer(config: ColmConfig) -> ColmTrainer:
             continue
         part = data[split].select(range(min(limit, len(data[split])))) if limit else data[split]
         splits[split] = tokenize_mixture(
-            part, tokenizer, config.text_template, config.source_column, config.max_length
+            part, tokenizer, config.text_template, config.source_column, config.max_length, config.prompt_template
         )
     return ColmTrainer(
         model=model,
@@ -63,8 +63,9 @@ def run(config: ColmConfig):
         figures["final eval loss"] = round(trainer.evaluate()["eval_loss"], 4)
     selection = mean_selection_metrics(trainer.state.log_history)
     figures["mean selection time (s)"] = round(selection.get("colm/selection_time_s", float("nan")), 4)
-    figures["mean matching error"] = round(selection.get("colm/matching_error", float("nan")), 4)
-    figures["mean matching error of a random small batch"] = round(
+    # diagnostics on CoLM's own (1-D with one direction) features, not on the true gradients
+    figures["mean matching error on the features"] = round(selection.get("colm/matching_error", float("nan")), 4)
+    figures["mean matching error on the features, random small batch"] = round(
         selection.get("colm/random_matching_error", float("nan")), 4
     )
     if not trainer.is_world_process_zero():

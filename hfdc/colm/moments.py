@@ -2,7 +2,8 @@
 
 feature_i = m_hat_i / (sqrt(v_hat_i) + eps) with m_i = b1 m + (1 - b1) g_i, v_i = b2 v + (1 - b2) g_i^2,
 m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t), t = step + 1 (HF Adam betas and eps). The moments m, v are
-training state; after each selection they move to the selected examples' means of m_i and v_i.
+training state; after each selection they move to the means of m_i and v_i over the selected examples of the
+large sources (the paper; kept sources are not selected, so they do not steer the normalisation).
 
 The [B, D] feature matrix is never stored: the features come from the factored estimates g_i = s_i Z / d
 (``ZerothOrderFeatures``) one column block at a time, so the selection needs O(B * block + d * D) memory
@@ -52,14 +53,16 @@ class FeatureMatrix:
     def means(self, subsets: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
         """[K, D]: row k is the mean of rows ``subsets[k][0]``, weighted by ``subsets[k][1]`` when not None."""
         rows = torch.arange(self.shape[0], device=self.device)
-        out = torch.empty(len(subsets), self.shape[1], device=self.device)
+        out = None
         width = max(1, self.block_elements // max(1, self.shape[0]))
         for start in range(0, self.shape[1], width):
             columns = slice(start, start + width)
             x = self.block(rows, columns)
+            if out is None:
+                out = torch.empty(len(subsets), self.shape[1], device=self.device, dtype=x.dtype)
             for k, (members, weights) in enumerate(subsets):
                 picked = x[members]
-                out[k, columns] = picked.mean(0) if weights is None else weights @ picked / weights.sum()
+                out[k, columns] = picked.mean(0) if weights is None else weights.to(x.dtype) @ picked / weights.sum()
         return out
 
 
@@ -91,7 +94,11 @@ class FeatureMoments:
 
     def update(self, g: ZerothOrderFeatures, selected: torch.Tensor) -> None:
         """m <- b1 m + (1 - b1) mean_S g_i, v <- b2 v + (1 - b2) mean_S g_i^2 (the means of m_i, v_i over the
-        selected rows S, from the factored g without a |S| x D matrix), and count the step."""
+        rows S = ``selected``, from the factored g without a |S| x D matrix), and count the step (only that when S
+        is empty)."""
+        self.step += 1
+        if len(selected) == 0:
+            return
         s = g.slopes[selected].to(g.directions.dtype)
         d = s.shape[1]
         mean = s.mean(0) @ g.directions / d
@@ -99,7 +106,6 @@ class FeatureMoments:
         mean_square = ((gram @ g.directions) * g.directions).sum(0) / d**2
         self.m = self.beta1 * self.m + (1 - self.beta1) * mean.cpu().to(self.m.dtype)
         self.v = self.beta2 * self.v + (1 - self.beta2) * mean_square.cpu().to(self.v.dtype)
-        self.step += 1
 
     def state_dict(self) -> dict:
         return {"m": self.m, "v": self.v, "step": self.step, "betas": (self.beta1, self.beta2), "eps": self.eps}

@@ -2,7 +2,9 @@
 
 The coreset objective of CRAIG (Mirzasoleiman et al. 2020) and CoLM (Nguyen et al. 2025, arXiv 2407.19580).
 Coverage starts at 0, so negative similarities (cosine) never count. The medoid weight of a selected item
-is the total weight of the points it covers best (its cluster size when w = 1).
+is the total weight of the points it covers best (its cluster size when w = 1); every selected item covers
+itself. With a sparse similarity (``n_neighbors``, or a given sparse matrix) the pairs not stored count as 0, and
+a point with no stored similarity to any selected item counts in no medoid weight.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import torch
 
 from hfdc.submodular.budgets import group_budgets
 from hfdc.submodular.greedy import OPTIMIZERS, GreedyRun, greedy
-from hfdc.submodular.kernels import METRICS, Kernel, check_features
-from hfdc.submodular.store import GainStore
+from hfdc.submodular.kernels import METRICS, Kernel, check_features, nearest_neighbours
+from hfdc.submodular.store import GainStore, SparseGainStore
 
 
 @dataclass
@@ -46,13 +48,14 @@ def facility_location(
     epsilon: float = 0.1,
     memory_mb: float = 2048.0,
     progress: bool = False,
+    n_neighbors: int | None = None,
 ) -> FacilityLocationResult:
     """Greedy facility-location selection of ``k`` items (see module docstring).
 
     Args:
         features: [N, d] tensor; the similarity comes from ``metric`` (cosine, euclidean, l1).
-        similarity: a given [N, N] tensor with ``similarity[i, j] = s_ij`` (point i covered by j); instead
-            of ``features``.
+        similarity: a given [N, N] tensor with ``similarity[i, j] = s_ij`` (point i covered by j), dense or
+            sparse (torch COO / CSR: pairs not stored count as 0); instead of ``features``.
         k: the budget; with ``groups`` an int is split proportionally, or a mapping group -> budget.
         optimizer: "lazy" (exact greedy, fast), "naive" (exact greedy) or "stochastic".
         groups: one label per point; selection then runs within each group (points only cover their own
@@ -62,15 +65,17 @@ def facility_location(
         epsilon: stochastic greedy's sample size parameter.
         memory_mb: memory for the similarity matrix; larger problems compute it in row blocks.
         progress: show a tqdm bar over the picks (long runs).
+        n_neighbors: with ``features``, keep only each point's n most similar other points (exact k nearest
+            neighbours, within its group): memory O(N n) instead of O(N^2), so N in the millions fits.
     """
     if (features is None) == (similarity is None):
         raise ValueError("give exactly one of features=[N, d] or similarity=[N, N]")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if similarity is not None and n_neighbors is not None:
+        raise ValueError("n_neighbors applies to features=; pass a sparse similarity= for your own neighbour graph")
     if similarity is not None:
-        similarity = check_features(similarity, "similarity")
-        if similarity.shape[0] != similarity.shape[1]:
-            raise ValueError(f"similarity must be square [N, N], got {tuple(similarity.shape)}")
+        similarity = _check_similarity(similarity)
     else:
         features = check_features(features)
         if metric not in METRICS:
@@ -88,9 +93,13 @@ def facility_location(
         if budgets[label] == 0:
             continue
         sub_w = point_weights[idx] if point_weights is not None else None
-        if similarity is not None:
+        if similarity is not None and similarity.is_sparse:
+            store = SparseGainStore(similarity if len(members) == 1 else _sparse_block(similarity, idx), sub_w)
+        elif similarity is not None:
             sub = similarity if len(members) == 1 else similarity[idx][:, idx]
             store = GainStore(sub, None, sub_w, int(memory_mb * 2**20), symmetric=False)
+        elif n_neighbors is not None:
+            store = SparseGainStore(nearest_neighbours(features[idx], metric, n_neighbors, progress=progress), sub_w)
         else:
             kernel = Kernel(features[idx], metric)
             dense = kernel.n * kernel.n * 4 <= memory_mb * 2**20
@@ -118,8 +127,14 @@ def facility_location_objective(
 ) -> float:
     """F(S) = sum_i w_i max(0, max_{j in S} s_ij) of a given selection, computed in blocks of S."""
     indices = torch.as_tensor(indices, dtype=torch.long)
-    if similarity is not None:
-        cover = similarity[:, indices].max(1).values.clamp(min=0)
+    if similarity is not None and similarity.layout != torch.strided:
+        store = SparseGainStore(_check_similarity(similarity), None)
+        cover = torch.zeros(store.n, device=store.device)
+        for start in range(0, len(indices), store.block_rows):
+            columns = store.columns(indices[start : start + store.block_rows].to(store.device))
+            cover = torch.maximum(cover, columns.max(0).values)
+    elif similarity is not None:
+        cover = _check_similarity(similarity, square=False)[:, indices].max(1).values.clamp(min=0)
     else:
         kernel = Kernel(check_features(features), metric)
         if metric != "cosine":
@@ -130,6 +145,33 @@ def facility_location_objective(
             cover = torch.maximum(cover, rows.max(0).values)
     weights = point_weights if point_weights is not None else torch.ones_like(cover)
     return float((cover.double() * weights.double()).sum())
+
+
+def _check_similarity(similarity: torch.Tensor, square: bool = True) -> torch.Tensor:
+    """A (``square``) dense or sparse (COO / CSR) similarity as float32 (coalesced COO when sparse)."""
+    if (
+        not isinstance(similarity, torch.Tensor)
+        or similarity.ndim != 2
+        or (square and similarity.shape[0] != similarity.shape[1])
+    ):
+        shape = tuple(similarity.shape) if isinstance(similarity, torch.Tensor) else type(similarity).__name__
+        raise ValueError(f"similarity must be a {'square [N, N]' if square else '[N, M]'} tensor, got {shape}")
+    if similarity.layout == torch.strided:
+        return check_features(similarity, "similarity")
+    similarity = similarity.to_sparse_coo().coalesce()
+    values = check_features(similarity.values()[:, None], "similarity values")[:, 0]
+    return torch.sparse_coo_tensor(similarity.indices(), values, similarity.shape, check_invariants=True).coalesce()
+
+
+def _sparse_block(similarity: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The sparse similarity among points ``idx`` only, renumbered 0..len(idx) - 1."""
+    position = torch.full((similarity.shape[0],), -1, dtype=torch.long, device=idx.device)
+    position[idx] = torch.arange(len(idx), device=idx.device)
+    rows, cols = position[similarity.indices()]
+    inside = (rows >= 0) & (cols >= 0)
+    pairs = torch.stack([rows[inside], cols[inside]])
+    values = similarity.values()[inside]
+    return torch.sparse_coo_tensor(pairs, values, (len(idx), len(idx)), check_invariants=True).coalesce()
 
 
 def _blocks(n: int, size: int):
@@ -167,7 +209,8 @@ def _budgets(members: dict, k, n: int) -> dict:
 
 
 def _medoid_weights(store: GainStore, run: GreedyRun, point_weights: torch.Tensor | None) -> torch.Tensor:
-    """Summed weight of the points each selected item covers best (ties: earliest selected)."""
+    """Summed weight of the points each selected item covers best (ties: earliest selected); every selected item
+    covers itself, so it weighs at least its own point weight (as in CoLM's reference code)."""
     assign = run.assign.clone()
     missing = (assign < 0).nonzero().flatten()
     if len(missing):  # points no selected item covers positively: give them to their most similar one
@@ -177,4 +220,7 @@ def _medoid_weights(store: GainStore, run: GreedyRun, point_weights: torch.Tenso
             better = values > best
             best[better] = values[better]
             assign[missing[better]] = pos[better] + start
-    return torch.bincount(assign, weights=point_weights, minlength=len(run.indices)).float()
+    assign[run.indices] = torch.arange(len(run.indices), device=assign.device)
+    counted = assign >= 0  # sparse similarity: points with no stored similarity to any pick count nowhere
+    weights = point_weights[counted] if point_weights is not None else None
+    return torch.bincount(assign[counted], weights=weights, minlength=len(run.indices)).float()

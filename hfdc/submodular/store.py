@@ -5,7 +5,8 @@ Adding item c raises cur_i from o_i to n_i = s_ic on the points i it covers bett
 delta_j = sum_i w_i (clamp(s_ij, o_i, n_i) - o_i); so exact gains of all candidates can be kept up to date
 by touching only the changed points. Because cur only grows, an entry with s_ij <= cur_i never matters
 again: once few entries are "live", the store keeps them in CSR layout (row = point i, column = candidate j)
-and the updates cost only the live entries of the changed points.
+and the updates cost only the live entries of the changed points. ``SparseGainStore`` starts in that layout
+from a sparse similarity (a k-nearest-neighbour graph), where the pairs not stored count as s_ij = 0.
 """
 
 from __future__ import annotations
@@ -126,12 +127,7 @@ class GainStore:
 
     def _entries(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions in col/val of the live entries of ``rows``, and which of ``rows`` each belongs to."""
-        starts = self.crow[rows]
-        lengths = self.crow[rows + 1] - starts
-        segment = torch.repeat_interleave(torch.arange(len(rows), device=self.device), lengths)
-        offsets = torch.cumsum(lengths, 0) - lengths
-        pos = torch.arange(len(segment), device=self.device) - offsets[segment] + starts[segment]
-        return pos, segment
+        return _segments(self.crow, rows)
 
     def wants_compaction(self, cur: torch.Tensor) -> bool:
         """Whether the live entries (s_ij > cur_i), estimated on evenly spaced point rows, fit the memory
@@ -157,3 +153,67 @@ class GainStore:
             rows, self.col, self.val = torch.cat(rows), torch.cat(cols), torch.cat(vals)
         self.crow = torch.zeros(self.n + 1, dtype=torch.long, device=self.device)
         torch.cumsum(torch.bincount(rows, minlength=self.n), 0, out=self.crow[1:])
+
+
+def _segments(pointers: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the entries of CSR ``rows`` (row pointers ``pointers``), and which of ``rows`` each belongs to."""
+    starts = pointers[rows]
+    lengths = pointers[rows + 1] - starts
+    segment = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lengths)
+    offsets = torch.cumsum(lengths, 0) - lengths
+    pos = torch.arange(len(segment), device=rows.device) - offsets[segment] + starts[segment]
+    return pos, segment
+
+
+def _pointers(index: torch.Tensor, n: int) -> torch.Tensor:
+    """CSR row pointers of entries sorted by ``index``."""
+    pointers = torch.zeros(n + 1, dtype=torch.long, device=index.device)
+    torch.cumsum(torch.bincount(index, minlength=n), 0, out=pointers[1:])
+    return pointers
+
+
+class SparseGainStore(GainStore):
+    """Exact facility-location gains from a sparse [N, N] similarity (``similarity[i, j] = s_ij``, point i covered
+    by candidate j); pairs not stored have s_ij = 0, so they never raise a coverage.
+
+    Held as CSR over points (what ``GainStore.discount`` and ``compact`` update, from the start) and as CSR over
+    candidates (their columns); memory O(stored entries).
+    """
+
+    def __init__(self, similarity: torch.Tensor, point_weights: torch.Tensor | None, block_bytes: int = 32 * 2**20):
+        similarity = similarity.to_sparse_coo().coalesce()  # sorted by point, then candidate
+        (rows, cols), values = similarity.indices(), similarity.values().float()
+        self.matrix = self.kernel = self._scratch = None
+        self.symmetric = False
+        self.n, self.device = similarity.shape[0], values.device
+        self.w = point_weights if point_weights is not None else torch.ones(self.n, device=self.device)
+        self.block_rows = max(1, block_bytes // (4 * self.n))
+        self.max_entries = len(values)
+        self.crow, self.col, self.val = _pointers(rows, self.n), cols, values
+        order = torch.argsort(cols, stable=True)
+        self.ccol, self.cpoint, self.cval = _pointers(cols, self.n), rows[order], values[order]
+
+    @property
+    def needs_offset(self) -> bool:
+        return False
+
+    def initial_gains(self) -> torch.Tensor:
+        return self.all_gains(torch.zeros(self.n, device=self.device))
+
+    def all_gains(self, cur: torch.Tensor) -> torch.Tensor:
+        row = torch.repeat_interleave(torch.arange(self.n, device=self.device), self.crow.diff())
+        contrib = (self.val - cur[row]).clamp_(min=0) * self.w[row]
+        return torch.zeros(self.n, dtype=torch.float64, device=self.device).index_add_(0, self.col, contrib.double())
+
+    def gains(self, idx: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+        pos, segment = _segments(self.ccol, idx)
+        points = self.cpoint[pos]
+        contrib = (self.cval[pos] - cur[points]).clamp_(min=0) * self.w[points]
+        return torch.zeros(len(idx), dtype=torch.float64, device=self.device).index_add_(0, segment, contrib.double())
+
+    def columns(self, idx: torch.Tensor) -> torch.Tensor:
+        """s[:, idx] as rows [len(idx), N], -inf where no similarity is stored (it covers nothing there)."""
+        pos, segment = _segments(self.ccol, idx)
+        out = torch.full((len(idx), self.n), -torch.inf, device=self.device)
+        out[segment, self.cpoint[pos]] = self.cval[pos]
+        return out
