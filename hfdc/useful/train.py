@@ -17,7 +17,7 @@ from hfdc.optim import SamTrainer
 from hfdc.useful.callback import SlowLearnableCallback
 from hfdc.useful.config import ROWS, DiscoveryConfig, UsefulConfig
 from hfdc.useful.data import load_splits, model_inputs, training_inputs
-from hfdc.useful.discovery import SlowLearnable
+from hfdc.useful.discovery import SlowLearnable, training_outputs
 from hfdc.useful.upsample import random_indices, upsample, upweight
 from hfdc.useful.weighting import WeightedLossSamTrainer, WeightedLossTrainer
 
@@ -70,10 +70,13 @@ def discover(config: DiscoveryConfig, train: Dataset) -> SlowLearnable:
 
 
 def accuracy(trainer: Trainer, dataset: Dataset) -> dict[str, float]:
-    """Test accuracy; on feature_patches also the accuracy on rows without the easy feature."""
-    predictions = trainer.predict(model_inputs(dataset)).predictions.argmax(-1)
+    """Test accuracy over every row of ``dataset`` (read in order, never dropped by ``dataloader_drop_last``); on
+    feature_patches also the accuracy on rows without the easy feature."""
+    logits, labels = training_outputs(
+        trainer.model, model_inputs(dataset), default_data_collator, trainer.args.per_device_eval_batch_size
+    )
+    correct = (logits.argmax(-1) == labels).numpy()
     plain = dataset.with_format(None)
-    correct = predictions == np.asarray(plain["label"])
     result = {"accuracy": float(correct.mean())}
     if "has_easy" in dataset.column_names:
         hard = ~np.asarray(plain["has_easy"])
