@@ -181,3 +181,18 @@ def test_recipe_upsamples_and_retrains(tmp_path, data):
     assert result.metrics["test_accuracy"] > 0.8
     random = train_useful(config(tmp_path / "r", num_train_epochs=3, selection="random"), data)
     assert len(random.selected) == len(result.selected) and random.selected != result.selected
+
+
+def test_hard_coordinate_noise_takes_the_hard_rule_off_the_ceiling():
+    from scipy.stats import norm
+
+    params = dict(n_train=4000, n_validation=2, n_test=2, dim=8, easy_strength=2.0, hard_strength=0.5)
+    clean = hfdc.data.load("feature_patches", **params)["train"].with_format("numpy")[:]
+    noisy = hfdc.data.load("feature_patches", **params, hard_noise_std=0.4)["train"].with_format("numpy")[:]
+    sign = 2.0 * noisy["label"] - 1
+    hard = noisy["x"][:, :, 1].sum(1) * sign  # v_h = e_1 appears only in the hard patch: beta_h + xi
+    assert hard.mean() == pytest.approx(0.5, abs=0.02) and hard.std() == pytest.approx(0.4, rel=0.05)
+    assert (hard > 0).mean() == pytest.approx(norm.cdf(0.5 / 0.4), abs=0.015)  # the hard rule: Phi(1.25) = 0.89
+    assert np.array_equal(clean["x"][:, :, 1].sum(1) * sign, np.full(4000, 0.5, np.float32))
+    others = [c for c in range(8) if c != 1]  # every other coordinate is drawn as before
+    assert np.array_equal(noisy["x"][:, :, others], clean["x"][:, :, others])
