@@ -202,7 +202,7 @@ def test_ddpm_resumes_from_its_accelerate_checkpoint(tmp_path, digits):
     class Interrupted(Exception):
         pass
 
-    def run(folder, stop_after_batches=None):
+    def run(folder, stop_after_batches=None, learning_rate=3e-3):
         unet = build_unet(train, block_out_channels=(8, 16), attention_head_dim=4)
         if stop_after_batches is not None:
             calls = []
@@ -214,13 +214,22 @@ def test_ddpm_resumes_from_its_accelerate_checkpoint(tmp_path, digits):
 
             unet.register_forward_pre_hook(hook)
         return train_ddpm(
-            unet, train, epochs=4, batch_size=16, learning_rate=3e-3, warmup_steps=2, checkpoint_dir=folder, cpu=True
+            unet,
+            train,
+            epochs=4,
+            batch_size=16,
+            learning_rate=learning_rate,
+            warmup_steps=2,
+            checkpoint_dir=folder,
+            cpu=True,
         )
 
     whole, _, whole_losses = run(tmp_path / "whole")
     with pytest.raises(Interrupted):
         run(tmp_path / "resumed", stop_after_batches=7)  # killed in epoch 3, after 2 epochs were saved
     assert (tmp_path / "resumed" / "epoch.txt").read_text() == "2"
+    with pytest.raises(ValueError, match="changed: learning_rate"):  # never resumed into another run's state
+        run(tmp_path / "resumed", learning_rate=1e-3)
     resumed, _, losses = run(tmp_path / "resumed")
     assert len(losses) == 2 and losses == pytest.approx(whole_losses[2:], rel=1e-5)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
