@@ -110,7 +110,8 @@ def train_ddpm(
             warmup_steps=warmup_steps,
             num_train_timesteps=num_train_timesteps,
             seed=seed,
-            unet=dict(accelerator.unwrap_model(unet).config),
+            # the public fields: ``_use_default_values`` lists names from a set, in each process's own hash order
+            unet={k: v for k, v in accelerator.unwrap_model(unet).config.items() if not k.startswith("_")},
         )
         with accelerator.main_process_first():  # the main process records them, the others then compare
             _check_settings(checkpoints, json.loads(json.dumps(settings, default=str)), accelerator.is_main_process)
