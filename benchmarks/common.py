@@ -88,3 +88,39 @@ def prepare(args: argparse.Namespace) -> list[int]:
     torch.set_num_threads(args.threads)
     quiet()
     return list(range(args.seeds))
+
+
+def mean_std_text(values, digits: int = 4, signed: bool = False) -> str:
+    """``mean ± std`` of repeated measurements as text; ``signed`` writes the sign of a gain."""
+    mean, std = mean_std([float(v) for v in values])
+    return f"{mean:+.{digits}f} ± {std:.{digits}f}" if signed else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def paired_rows(runs: dict[str, list[dict]], baseline: str, columns, label: str | None = None) -> list[dict]:
+    """One table row per arm of ``runs`` (arm -> one metrics dict per seed, in seed order): test accuracy
+    mean ± std, its gain over the ``baseline`` arm (named ``label`` in the column) paired by seed (the arms of a seed
+    share data, initialisation and order), the arm's own ``columns(results)``, train rows, median seconds and the
+    per-seed accuracy."""
+    reference = [r["test_accuracy"] for r in runs[baseline]]
+    rows = []
+    for name, results in runs.items():
+        accuracy = [r["test_accuracy"] for r in results]
+        gain = [a - b for a, b in zip(accuracy, reference, strict=True)]
+        row = {"method": name, "seeds": len(results), "test accuracy": mean_std_text(accuracy)}
+        row[f"gain vs {label or baseline} (paired by seed)"] = mean_std_text(gain, signed=True)
+        row.update(columns(results))
+        row["train rows"] = round(statistics.mean(r["train_rows"] for r in results))
+        row["seconds (median)"] = round(statistics.median(r["seconds"] for r in results), 1)
+        row["per-seed accuracy"] = [round(a, 4) for a in accuracy]
+        rows.append(row)
+    return rows
+
+
+def discovery_columns(results: list[dict]) -> dict:
+    """The discovery epoch (median) and the selected (slow-learnable) fraction of runs that separated rows."""
+    if "slow_fraction" not in results[0]:
+        return {}
+    return {
+        "discovery epoch": statistics.median(r["discovery_epoch"] for r in results),
+        "selected fraction": mean_std_text([r["slow_fraction"] for r in results], 3),
+    }

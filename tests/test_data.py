@@ -123,6 +123,29 @@ def test_feature_patches_structure():
         assert has(2.0 * easy3[row["label"]]) == int(row["has_easy"]) and has(0.5 * hard3[row["label"]]) == 1
 
 
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_feature_patches_hard_noise_moves_only_the_hard_patch(num_classes):
+    """hard_noise_std s: the hard patch is (y * beta_h + xi) * v_h[class], xi ~ N(0, s^2), and every other value is
+    the draw without noise (xi is drawn last)."""
+    params = dict(n_train=3000, n_validation=3, n_test=3, num_classes=num_classes, dim=12, hard_strength=0.45, seed=4)
+    plain = load("feature_patches", **params)["train"].with_format("numpy")[:]
+    noisy = load("feature_patches", **params, hard_noise_std=0.2)["train"].with_format("numpy")[:]
+    np.testing.assert_array_equal(plain["label"], noisy["label"])
+    _, hard = feature_vectors(num_classes, 12)
+    vector = hard[0] if num_classes == 2 else hard[plain["label"]]  # [n, dim] or [dim]
+    y = (2 * plain["label"] - 1) if num_classes == 2 else np.ones(len(plain["label"]))
+    slot = np.argmax(np.all(plain["x"] == (0.45 * y[:, None] * vector).astype(np.float32)[:, None, :], axis=2), axis=1)
+    rows = np.arange(len(slot))
+    changed = plain["x"] != noisy["x"]
+    changed[rows, slot] = False
+    assert not changed.any()  # only the hard patch moved
+    hard_patch = noisy["x"][rows, slot]
+    coefficient = (hard_patch * vector).sum(-1)
+    np.testing.assert_allclose(hard_patch, coefficient[:, None] * vector, atol=1e-6)  # still along v_h[class]
+    xi = coefficient - 0.45 * y
+    assert abs(xi.mean()) < 0.02 and abs(xi.std() - 0.2) < 0.01
+
+
 def test_feature_patches_easy_feature_is_learned_first():
     """GD on a two-layer ReLU CNN fits the examples with the easy patch well before those without."""
     torch.manual_seed(0)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from diffusers.configuration_utils import FrozenDict
 
 import hfdc.data
 from hfdc.models import tiny
@@ -127,6 +128,22 @@ def test_img2img_pipeline_generator_and_bad_pipeline(digits):
         PipelineGenerator(pipeline, prompt_template="a photo")
 
 
+def test_loaded_generators_take_the_torch_dtype(tmp_path):
+    from diffusers import DDPMScheduler
+
+    from hfdc.tada import build_generator
+
+    small_unet().save_pretrained(tmp_path / "unet")
+    DDPMScheduler().save_pretrained(tmp_path / "unet")
+    common = dict(output_dir=str(tmp_path), torch_dtype="bfloat16", use_cpu=True)
+    folder = build_generator(TadaConfig(generator=str(tmp_path / "unet"), **common), None)
+    assert isinstance(folder, UNetGenerator) and folder.unet.dtype == torch.bfloat16
+    pipeline = build_generator(TadaConfig(generator="tiny-img2img", **common), None).pipeline
+    assert pipeline.unet.dtype == pipeline.vae.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="torch_dtype='half' is not allowed"):
+        TadaConfig(output_dir=str(tmp_path), torch_dtype="half")
+
+
 def test_with_synthetic_flags_and_sources(digits):
     train = digits["train"].select(range(6))
     fake = Dataset.from_dict(
@@ -179,7 +196,90 @@ def test_ddpm_training_lowers_denoising_loss(tmp_path, digits):
     assert (tmp_path / "ck" / "epoch.txt").read_text() == "6"
 
 
-def test_recipe_targeted_vs_full_and_bad_config(tmp_path, digits):
+def test_ddpm_resumes_from_its_accelerate_checkpoint(tmp_path, digits):
+    torch.set_num_threads(1)
+    train = digits["train"].select(range(48))  # 3 batches of 16 per epoch
+
+    class Interrupted(Exception):
+        pass
+
+    def run(folder, stop_after_batches=None, learning_rate=3e-3, other_set_order=False):
+        unet = build_unet(train, block_out_channels=(8, 16), attention_head_dim=4)
+        if other_set_order:  # another process (its own string hash seed) lists the unset defaults in another order
+            defaults = list(reversed(unet.config["_use_default_values"]))
+            unet._internal_dict = FrozenDict({**unet.config, "_use_default_values": defaults})
+        if stop_after_batches is not None:
+            calls = []
+
+            def hook(module, args):
+                calls.append(1)
+                if len(calls) > stop_after_batches:
+                    raise Interrupted
+
+            unet.register_forward_pre_hook(hook)
+        return train_ddpm(
+            unet,
+            train,
+            epochs=4,
+            batch_size=16,
+            learning_rate=learning_rate,
+            warmup_steps=2,
+            checkpoint_dir=folder,
+            cpu=True,
+        )
+
+    whole, _, whole_losses = run(tmp_path / "whole")
+    with pytest.raises(Interrupted):
+        run(tmp_path / "resumed", stop_after_batches=7)  # killed in epoch 3, after 2 epochs were saved
+    assert (tmp_path / "resumed" / "epoch.txt").read_text() == "2"
+    with pytest.raises(ValueError, match="changed: learning_rate"):  # never resumed into another run's state
+        run(tmp_path / "resumed", learning_rate=1e-3)
+    resumed, _, losses = run(tmp_path / "resumed", other_set_order=True)
+    assert len(losses) == 2 and losses == pytest.approx(whole_losses[2:], rel=1e-5)
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+class FlaggingPipeline:
+    """An img2img pipeline whose safety checker flags every third output (and blackens it, as Stable Diffusion does)."""
+
+    def __call__(self, prompt, image, strength, guidance_scale, num_inference_steps, generator, output_type):
+        from types import SimpleNamespace
+
+        flags = [i % 3 == 1 for i in range(len(prompt))]
+        arrays = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255 for im in image])
+        arrays[np.array(flags)] = 0.0
+        return SimpleNamespace(images=arrays, nsfw_content_detected=flags)
+
+    def set_progress_bar_config(self, **kwargs):
+        pass
+
+
+def test_images_flagged_by_the_safety_checker_are_dropped_and_counted(tmp_path, digits):
+    indices = [0, 3, 4, 8, 9, 15, 16]
+    generator = PipelineGenerator(FlaggingPipeline(), images_per_example=1)
+    out = augment(digits["train"], indices, generator, tmp_path, batch_size=4, shard_size=4)
+    kept = [i for b in (indices[:4], indices[4:]) for j, i in enumerate(b) if j % 3 != 1]  # per batch of 4
+    assert out["source_index"] == kept == [0, 4, 8, 9, 16]
+    assert out["label"] == [digits["train"][i]["label"] for i in kept]
+    assert min(np.asarray(im).max() for im in out["image"]) > 0  # no blackened image left
+    common = dict(dataset="digits", model="convnet", num_train_epochs=1, separation_epoch=1, use_cpu=True)
+    config = TadaConfig(
+        output_dir=str(tmp_path / "r"),
+        augment="full",
+        generation_batch_size=4,
+        shard_size=4,
+        report_to="none",
+        **common,
+    )
+    result = train_tada(config, digits.select_columns(["image", "label"]), generator=generator)
+    n = len(digits["train"])
+    flagged = sum(1 for start in range(0, n, 4) for j in range(min(4, n - start)) if j % 3 == 1)
+    assert result.metrics["dropped_unsafe"] == flagged and result.metrics["generated_images"] == n - flagged
+    assert result.metrics["train_rows"] == 2 * n - flagged
+
+
+def test_recipe_targeted_vs_full_and_bad_config(tmp_path, digits, monkeypatch):
     torch.set_num_threads(1)
     common = dict(
         dataset="digits",
@@ -205,15 +305,28 @@ def test_recipe_targeted_vs_full_and_bad_config(tmp_path, digits):
     assert targeted.metrics["generated_images"] == len(targeted.augmented) and targeted.metrics[
         "train_rows"
     ] == n + len(targeted.augmented)
-    assert sorted(targeted.synthetic["source_index"]) == targeted.augmented == targeted.slow.indices
+    assert sorted(targeted.added["source_index"]) == targeted.augmented == targeted.slow.indices
     assert (tmp_path / "t" / "ddpm" / "README.md").exists() and (
         tmp_path / "t" / "ddpm" / "scheduler_config.json"
     ).exists()
-    # the saved DDPM is reused by a second run in the same folder (no retraining), the full baseline augments every row
-    full = train_tada(
-        TadaConfig(output_dir=str(tmp_path / "t"), augment="full", **{**common, "ddpm_epochs": 999}), digits
-    )
+    # the saved DDPM is reused by a second run in the same folder (training it again raises), the full baseline
+    # augments every row
+    import hfdc.tada.ddpm
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the DDPM was trained again instead of loaded")
+
+    monkeypatch.setattr(hfdc.tada.ddpm, "train_ddpm", no_training)
+    full = train_tada(TadaConfig(output_dir=str(tmp_path / "t"), augment="full", **common), digits)
     assert full.metrics["generated_images"] == n and full.slow is None
+    # duplication of exactly the rows TADA augments: unchanged copies, nothing generated
+    duplicate = train_tada(
+        TadaConfig(output_dir=str(tmp_path / "d"), augment="targeted", addition="duplicate", **common), digits
+    )
+    assert duplicate.augmented == targeted.augmented and duplicate.added["source_index"] == targeted.augmented
+    assert not any(duplicate.added["synthetic"]) and duplicate.metrics["generated_images"] == 0
+    assert np.array_equal(pixels(duplicate.added), pixels(digits["train"].select(targeted.augmented)))
+    assert not (tmp_path / "d" / "ddpm").exists() and duplicate.metrics["train_rows"] == n + len(targeted.augmented)
     with pytest.raises(ValueError, match="augment=.all. is not allowed"):
         TadaConfig(output_dir=str(tmp_path), augment="all", **common)
     with pytest.raises(ValueError, match="beyond the training length"):

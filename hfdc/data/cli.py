@@ -49,6 +49,7 @@ class DataConfig(OutputConfig):
     hard_strength: float | None = _param("feature_patches: hard-feature scale beta_h (< beta_e).")
     noise_std: float | None = _param("feature_patches: standard deviation of the noise patches.")
     missing_easy_fraction: float | None = _param("feature_patches: fraction of examples without the easy patch.")
+    hard_noise_std: float | None = _param("feature_patches: noise on the hard feature's strength (0 = separable).")
 
 
 def dataset_params(config: DataConfig) -> dict:

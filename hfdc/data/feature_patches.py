@@ -4,7 +4,9 @@ Each example x = (x_1, ..., x_P) has P patches in R^d. For a binary label y in {
 (ClassLabel 0 -> -1, 1 -> +1) one patch is the easy feature y * beta_e * v_e, one the hard feature
 y * beta_h * v_h (beta_e > beta_h), and the others are Gaussian noise N(0, sigma^2 (I - sum_v v v^T))
 orthogonal to every feature vector. With ``num_classes`` K > 2, class k has its own orthogonal
-easy and hard vectors and the patches are beta_e * v_e[k], beta_h * v_h[k]. A fraction
+easy and hard vectors and the patches are beta_e * v_e[k], beta_h * v_h[k]. With ``hard_noise_std`` s > 0
+the hard patch's strength is beta_h + xi, xi ~ N(0, s^2) per example, so a rule on the hard coordinate
+alone is right with probability Phi(beta_h / s) (binary), not 1. A fraction
 ``missing_easy_fraction`` of examples has no easy patch (noise instead): the slow-learnable examples
 that USEFUL upsamples. Feature vectors are standard basis vectors (see :func:`feature_vectors`);
 patch positions are random per example.
@@ -57,6 +59,7 @@ def generate_split(
     noise_std: float,
     missing_easy_fraction: float,
     rng: np.random.Generator,
+    hard_noise_std: float = 0.0,
 ) -> dict:
     """Columns of one split; exactly round(missing_easy_fraction * n) rows lack the easy patch."""
     easy, hard = feature_vectors(num_classes, dim)
@@ -73,6 +76,10 @@ def generate_split(
     positions = np.argsort(rng.random((n, num_patches)), axis=1)  # random distinct patch slots
     rows = np.arange(n)
     x[rows[has_easy], positions[has_easy, 0]] = easy_patch[has_easy]
+    if hard_noise_std:  # drawn last: the other columns do not change with it
+        hard_patch = (
+            hard_patch + rng.normal(0.0, hard_noise_std, size=(n, 1)).astype(np.float32) * hard[labels % len(hard)]
+        )
     x[rows, positions[:, 1]] = hard_patch
     return {"x": x, "label": labels, "has_easy": has_easy}
 
@@ -88,6 +95,7 @@ def generate(
     hard_strength: float = 0.5,
     noise_std: float = 0.5,
     missing_easy_fraction: float = 0.25,
+    hard_noise_std: float = 0.0,
     seed: int = 0,
 ) -> DatasetDict:
     """Feature-patch data set: columns x (float32 [num_patches, dim]), label, has_easy."""
@@ -104,6 +112,7 @@ def generate(
             "the easy feature is the stronger one"
         )
     noise_std = check_positive("noise_std", noise_std, allow_zero=True)
+    hard_noise_std = check_positive("hard_noise_std", hard_noise_std, allow_zero=True)
     missing = check_fraction("missing_easy_fraction", missing_easy_fraction)
     feats = features(num_patches, dim, num_classes)
     return DatasetDict(
@@ -119,6 +128,7 @@ def generate(
                     noise_std,
                     missing,
                     split_rng(seed, split),
+                    hard_noise_std,
                 ),
                 features=feats,
             )

@@ -42,6 +42,9 @@ class TwoLayerCNN(PreTrainedModel):
 
     config_class = TwoLayerCNNConfig
     main_input_name = "x"
+    # forward returns a per-batch mean loss; without this, Trainer reads **kwargs as accepting num_items_in_batch
+    # and multiplies the loss by the number of processes (2 DDP processes then stepped twice as far as one)
+    accepts_loss_kwargs = False
 
     def __init__(self, config: TwoLayerCNNConfig):
         super().__init__(config)

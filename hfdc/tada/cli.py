@@ -24,14 +24,20 @@ def run(config: TadaConfig) -> Path:
         "datasets": [card_name(config.dataset)],
         "config": config,
     }
-    what = f"{len(result.augmented)} {config.augment} rows x{config.images_per_example} SDEdit variants (strength {config.strength}, {config.generator})"
+    what = f"{len(result.augmented)} {config.augment} rows x{config.images_per_example} " + (
+        f"SDEdit variants (strength {config.strength}, {config.generator}; "
+        f"{result.metrics['dropped_unsafe']} flagged by the safety checker and dropped)"
+        if config.addition == "sdedit"
+        else "copies (duplication, no generation)"
+    )
     push_dataset(
         result.train_dataset,
         repo_id=f"{config.repo_id}-data" if config.repo_id else None,
         output_dir=out / "synthetic_dataset",
         card={
             **common,
-            "description": f"{config.dataset} training set plus {what}; `synthetic` flags them, `source_index` names the real row.",
+            "description": f"{config.dataset} training set plus {what}; `synthetic` flags generated rows, `source_index` "
+            "names the real row.",
             "figures": {k: v for k, v in result.metrics.items() if not k.startswith("test_")},
         },
     )

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hfdc.config import parse_json_object
 from hfdc.useful import ROWS, DiscoveryConfig
+
+ADDITIONS = ("sdedit", "duplicate")
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclass
@@ -26,11 +30,26 @@ class TadaConfig(DiscoveryConfig):
             "choices": ROWS,
         },
     )
+    addition: str = field(
+        default="sdedit",
+        metadata={
+            "help": "What is added for each chosen row: sdedit (synthetic variants, TADA) or duplicate (copies of the "
+            "real row, no generation: the arm that separates which rows from what is added).",
+            "choices": ADDITIONS,
+        },
+    )
     generator: str = field(
         default="ddpm",
         metadata={
             "help": "ddpm (train a small class-conditional UNet2DModel DDPM first), tiny-img2img (random weights, tests), "
             "a folder with a UNet2DModel + scheduler_config.json, or a diffusers img2img pipeline id/folder."
+        },
+    )
+    torch_dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "dtype a loaded generator (img2img pipeline or UNet folder) runs in; float16 / bfloat16 on GPU.",
+            "choices": DTYPES,
         },
     )
     strength: float = field(
@@ -59,6 +78,12 @@ class TadaConfig(DiscoveryConfig):
     shard_size: int = field(
         default=256, metadata={"help": "Examples per saved shard; finished shards are skipped on a rerun."}
     )
+    ddpm_params: str = field(
+        default="{}",
+        metadata={
+            "help": 'generator=ddpm: JSON object of UNet2DModel overrides (e.g. {"block_out_channels": [16, 32, 32]}).'
+        },
+    )
     ddpm_epochs: int = field(default=100, metadata={"help": "generator=ddpm: training epochs of the DDPM."})
     ddpm_batch_size: int = field(default=64, metadata={"help": "generator=ddpm: batch size."})
     ddpm_learning_rate: float = field(
@@ -77,5 +102,6 @@ class TadaConfig(DiscoveryConfig):
             raise ValueError(f"strength must be in (0, 1], got {self.strength}")
         if self.images_per_example < 1:
             raise ValueError(f"images_per_example must be >= 1, got {self.images_per_example}")
+        self.ddpm_params = parse_json_object("ddpm_params", self.ddpm_params)
         if self.dataset == "feature_patches":
             raise ValueError("TADA augments images: use dataset='shapes' or 'digits' (or an image data set)")

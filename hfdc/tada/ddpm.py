@@ -6,11 +6,13 @@ Models", NeurIPS 2020, arXiv 2006.11239): for x_0 in [-1, 1], t ~ U{0..T-1}, eps
     loss = || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t, y) ||^2,
 
 AdamW with cosine schedule and warm-up. The class y enters through ``num_class_embeds``. With
-``checkpoint_dir`` the Accelerate state is saved every epoch and a rerun resumes from the last one.
+``checkpoint_dir`` the Accelerate state is saved every epoch and a rerun resumes from the last one (only with
+the same settings: they are recorded in ``settings.json`` there, and a different run is refused).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -39,6 +41,22 @@ def build_unet(train: Dataset, conditional: bool = True, seed: int = 0, **overri
         num_class_embeds=num_classes,
         **overrides,
     )
+
+
+def _check_settings(folder: Path, settings: dict, write: bool) -> None:
+    """Refuse to resume from ``folder`` when it holds a run with other settings; record them for a new run."""
+    path = folder / "settings.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k))
+        if changed:
+            raise ValueError(
+                f"{folder} holds DDPM checkpoints of a run with other settings (changed: {', '.join(changed)}); "
+                "use another checkpoint folder or delete it to start afresh"
+            )
+    elif write:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings, indent=1))
 
 
 def train_ddpm(
@@ -83,6 +101,20 @@ def train_ddpm(
     unet, optimizer, loader, lr_schedule = accelerator.prepare(unet, optimizer, loader, lr_schedule)
     first_epoch = 0
     checkpoints = Path(checkpoint_dir) if checkpoint_dir else None
+    if checkpoints is not None:
+        settings = dict(
+            rows=len(train),
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            warmup_steps=warmup_steps,
+            num_train_timesteps=num_train_timesteps,
+            seed=seed,
+            # the public fields: ``_use_default_values`` lists names from a set, in each process's own hash order
+            unet={k: v for k, v in accelerator.unwrap_model(unet).config.items() if not k.startswith("_")},
+        )
+        with accelerator.main_process_first():  # the main process records them, the others then compare
+            _check_settings(checkpoints, json.loads(json.dumps(settings, default=str)), accelerator.is_main_process)
     if checkpoints is not None and (checkpoints / "epoch.txt").exists():
         accelerator.load_state(str(checkpoints))
         first_epoch = int((checkpoints / "epoch.txt").read_text())

@@ -79,7 +79,11 @@ def check_img2img(pipeline) -> None:
 
 class PipelineGenerator:
     """SDEdit through any diffusers text-conditioned img2img pipeline, prompted with the class name; ``image_size``
-    resizes inputs first (e.g. 32x32 CIFAR images to Stable Diffusion's 512), outputs return to the source size."""
+    resizes inputs first (e.g. 32x32 CIFAR images to Stable Diffusion's 512), outputs return to the source size.
+
+    An image the pipeline's safety checker flags (``nsfw_content_detected``; Stable Diffusion blackens it) comes
+    back as ``None``: :func:`hfdc.tada.augment` drops and counts it, so it is never trained on with a class label.
+    """
 
     def __init__(
         self,
@@ -105,7 +109,8 @@ class PipelineGenerator:
         return image.resize((self.image_size, self.image_size), PILImage.BICUBIC) if self.image_size else image
 
     def generate(self, images: list, labels: list[int], class_names: list[str], seed: int) -> list:
-        """``images_per_example`` variants of every image (example-major order), in the images' own mode and size."""
+        """``images_per_example`` variants of every image (example-major order), in the images' own mode and size;
+        ``None`` where the safety checker flagged the output."""
         k = self.images_per_example
         prompts = [self.prompt_template.format(label=class_names[y]) for y in labels for _ in range(k)]
         out = self.pipeline(
@@ -116,9 +121,13 @@ class PipelineGenerator:
             num_inference_steps=self.num_inference_steps,
             generator=torch.Generator().manual_seed(seed),
             output_type="np",
-        ).images
+        )
+        flagged = getattr(out, "nsfw_content_detected", None) or [False] * len(prompts)
         results = []
-        for i, array in enumerate(np.asarray(out)):
+        for i, array in enumerate(np.asarray(out.images)):
+            if flagged[i]:
+                results.append(None)
+                continue
             source = images[i // self.images_per_example]
             image = PILImage.fromarray((array * 255).round().astype(np.uint8)).resize(source.size)
             results.append(image.convert(source.mode) if source.mode in ("L", "RGB") else image)

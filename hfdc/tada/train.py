@@ -1,4 +1,5 @@
-"""The TADA recipe from one config: discover slow-learnable rows, add SDEdit variants of them, retrain from scratch."""
+"""The TADA recipe from one config: discover slow-learnable rows, add SDEdit variants (or copies) of them, retrain
+from scratch."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from transformers import Trainer
 
 from hfdc.data import card_name
 from hfdc.distributed import process_state
-from hfdc.tada.augment import augment, with_synthetic
+from hfdc.tada.augment import augment, copies, with_synthetic
 from hfdc.tada.config import TadaConfig
 from hfdc.tada.generators import PipelineGenerator, UNetGenerator
 from hfdc.useful import SlowLearnable, accuracy, choose_rows, load_splits, make_trainer, new_model
@@ -37,7 +38,7 @@ def train_or_load_ddpm(config: TadaConfig, train: Dataset):
         return UNet2DModel.from_pretrained(str(folder)), DDPMScheduler.from_pretrained(str(folder))
     start = time.perf_counter()
     unet, scheduler, losses = train_ddpm(
-        build_unet(train, conditional=config.ddpm_conditional, seed=config.seed),
+        build_unet(train, conditional=config.ddpm_conditional, seed=config.seed, **config.ddpm_params),
         train,
         epochs=config.ddpm_epochs,
         batch_size=config.ddpm_batch_size,
@@ -73,7 +74,11 @@ def train_or_load_ddpm(config: TadaConfig, train: Dataset):
 
 
 def build_generator(config: TadaConfig, train: Dataset):
-    """The generator named by ``config.generator`` (see TadaConfig.generator)."""
+    """The generator named by ``config.generator`` (see TadaConfig.generator), on this process's device; a loaded
+    one in ``config.torch_dtype``."""
+    import torch
+
+    dtype = getattr(torch, config.torch_dtype)
     settings = dict(
         strength=config.strength,
         num_inference_steps=config.num_inference_steps,
@@ -89,22 +94,17 @@ def build_generator(config: TadaConfig, train: Dataset):
     ):
         from diffusers import DDPMScheduler, UNet2DModel
 
-        return UNetGenerator(
-            UNet2DModel.from_pretrained(str(path)), DDPMScheduler.from_pretrained(str(path)), **settings
-        )
+        unet = UNet2DModel.from_pretrained(str(path), torch_dtype=dtype).to(config.device)
+        return UNetGenerator(unet, DDPMScheduler.from_pretrained(str(path)), **settings)
     if config.generator == "tiny-img2img":
         from hfdc.models import tiny
 
-        pipeline = tiny("img2img", seed=config.seed)
+        pipeline = tiny("img2img", seed=config.seed).to(dtype=dtype)
     else:
         from diffusers import AutoPipelineForImage2Image
 
-        pipeline = AutoPipelineForImage2Image.from_pretrained(config.generator)
-        if not config.use_cpu:
-            import torch
-
-            if torch.cuda.is_available():
-                pipeline = pipeline.to("cuda")
+        pipeline = AutoPipelineForImage2Image.from_pretrained(config.generator, torch_dtype=dtype)
+    pipeline = pipeline.to(config.device)  # each process generates its own shards on its own device
     return PipelineGenerator(
         pipeline,
         prompt_template=config.prompt_template,
@@ -116,12 +116,13 @@ def build_generator(config: TadaConfig, train: Dataset):
 
 @dataclass
 class TadaResult:
-    """The retrained trainer, the augmented rows, the synthetic images and test / generation figures."""
+    """The retrained trainer, the augmented rows, the added rows (SDEdit variants, or copies with
+    ``addition="duplicate"``), the training set and test / generation figures."""
 
     trainer: Trainer
     slow: SlowLearnable | None
     augmented: list[int]
-    synthetic: Dataset
+    added: Dataset
     train_dataset: Dataset
     metrics: dict
 
@@ -133,8 +134,41 @@ def train_tada(config: TadaConfig, data: DatasetDict | None = None, generator=No
     data = load_splits(config) if data is None else data
     train = data["train"]
     slow, indices = choose_rows(config, train, config.augment)
+    start = time.perf_counter()
+    if config.addition == "duplicate":
+        added = copies(train, indices, config.images_per_example)
+    else:
+        added = generate(config, train, indices, generator)
+    generation_seconds = time.perf_counter() - start
+    augmented = with_synthetic(train, added)
+    trainer = make_trainer(config, new_model(config, train), augmented, config.output_dir)
+    trainer.train()
+    metrics = {f"test_{k}": v for k, v in accuracy(trainer, data["test"]).items()}
+    generated = sum(added["synthetic"])
+    metrics.update(
+        augmented_examples=len(indices),
+        generated_images=generated,
+        dropped_unsafe=len(indices) * config.images_per_example - generated if config.addition == "sdedit" else 0,
+        generation_seconds=round(generation_seconds, 2),
+        train_rows=len(augmented),
+        processes=trainer.args.world_size,
+    )
+    if slow is not None:
+        metrics.update(discovery_epoch=slow.epoch, slow_fraction=slow.stats["fraction"])
+    logger.info("TADA (%s, %s): %s", config.augment, config.addition, metrics)
+    return TadaResult(trainer, slow, indices, added, augmented, metrics)
+
+
+def generate(config: TadaConfig, train: Dataset, indices: list[int], generator=None) -> Dataset:
+    """SDEdit variants of the rows at ``indices`` under ``output_dir/synthetic/<augment>`` (every process generates
+    its own shards; see :func:`hfdc.tada.augment`) with ``generator`` (default: :func:`build_generator`)."""
     if indices and generator is None:
         generator = build_generator(config, train)
+    if indices and getattr(generator, "images_per_example", 1) != config.images_per_example:
+        raise ValueError(
+            f"the generator makes {getattr(generator, 'images_per_example', 1)} variant(s) per example but "
+            f"images_per_example={config.images_per_example}; build it with the config's images_per_example"
+        )
     settings = {
         k: getattr(config, k)
         for k in (
@@ -144,31 +178,16 @@ def train_tada(config: TadaConfig, data: DatasetDict | None = None, generator=No
             "guidance_scale",
             "prompt_template",
             "images_per_example",
+            "torch_dtype",
         )
     }
-    start = time.perf_counter()
-    with process_state().main_process_first():  # the main process generates; the others then find every shard done
-        synthetic = augment(
-            train,
-            indices,
-            generator,
-            Path(config.output_dir) / "synthetic" / config.augment,
-            batch_size=config.generation_batch_size,
-            shard_size=config.shard_size,
-            seed=config.seed,
-            settings=settings,
-        )
-    generation_seconds = time.perf_counter() - start
-    augmented = with_synthetic(train, synthetic)
-    trainer = make_trainer(config, new_model(config, train), augmented, config.output_dir)
-    trainer.train()
-    metrics = {f"test_{k}": v for k, v in accuracy(trainer, data["test"]).items()}
-    metrics.update(
-        augmented_examples=len(indices),
-        generated_images=len(synthetic),
-        generation_seconds=round(generation_seconds, 2),
-        train_rows=len(augmented),
-        processes=trainer.args.world_size,
+    return augment(
+        train,
+        indices,
+        generator,
+        Path(config.output_dir) / "synthetic" / config.augment,
+        batch_size=config.generation_batch_size,
+        shard_size=config.shard_size,
+        seed=config.seed,
+        settings=settings,
     )
-    logger.info("TADA (%s): %s", config.augment, metrics)
-    return TadaResult(trainer, slow, indices, synthetic, augmented, metrics)

@@ -31,8 +31,8 @@ def run(config: UsefulConfig) -> Path:
         "arxiv": "2404.17768",
         "datasets": [card_name(config.dataset)],
         "description": (
-            f"{config.model} retrained after upsampling {len(result.selected)} {config.selection} rows "
-            f"x{config.upsample_factor}"
+            f"{config.model} retrained after {config.emphasis}ing {len(result.selected)} {config.selection} rows "
+            f"x{config.factor}"
             + (f" (slow-learnable at epoch {result.slow.epoch}, {config.partition})" if result.slow else "")
             + (f", SAM rho={config.sam_rho}" if config.sam_rho else "")
             + "."

@@ -1,4 +1,5 @@
-"""Configuration of ``hfdc useful``: data, model, discovery epoch and partition, SAM (shared with TADA), upsampling."""
+"""Configuration of ``hfdc useful``: data, augmentation, model, discovery epoch and partition, SAM (shared with TADA),
+and how the selected rows are emphasised (upsampled or upweighted)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hfdc.models import CLASSIFIERS
 from hfdc.useful.discovery import METHODS
 
 ROWS = ("targeted", "random", "full", "none")
+EMPHASIS = ("upsample", "upweight")
 
 
 @dataclass
@@ -28,6 +30,20 @@ class DiscoveryConfig(DatasetConfig, HfdcConfig, TrainingArguments):
         default="image", metadata={"help": "Image column of a Hub data set (e.g. img for uoft-cs/cifar10)."}
     )
     label_column: str = field(default="label", metadata={"help": "ClassLabel column of a Hub data set."})
+    random_crop_padding: int = field(
+        default=0,
+        metadata={
+            "help": "Training-time augmentation: pad images by this many black pixels per side and crop back at a "
+            "random offset (4 for CIFAR-10, as in the papers); 0 = no crop. Training rows only, never evaluation."
+        },
+    )
+    random_flip: bool = field(
+        default=False,
+        metadata={
+            "help": "Training-time augmentation: mirror images left-right with probability 1/2 (CIFAR-10: true; "
+            "leave false where a mirror image changes the class, e.g. digits)."
+        },
+    )
     model: str = field(
         default="two_layer_cnn",
         metadata={
@@ -52,7 +68,7 @@ class DiscoveryConfig(DatasetConfig, HfdcConfig, TrainingArguments):
     partition: str = field(
         default="kmeans",
         metadata={
-            "help": "How to find slow-learnable examples (misclassified + a large upsample_factor is JTT's error set).",
+            "help": "How to find slow-learnable examples (misclassified + emphasis=upweight is JTT's error set).",
             "choices": METHODS,
         },
     )
@@ -65,6 +81,9 @@ class DiscoveryConfig(DatasetConfig, HfdcConfig, TrainingArguments):
     )
     sam_adaptive: bool = field(
         default=False, metadata={"help": "Use ASAM (weight-scaled neighbourhood) instead of SAM when sam_rho > 0."}
+    )
+    sam_eta: float = field(
+        default=0.01, metadata={"help": "ASAM's offset eta in the scale T_w = |w| + eta (Kwon et al., 2021)."}
     )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: the data transform already yields only model inputs and labels."}
@@ -83,6 +102,8 @@ class DiscoveryConfig(DatasetConfig, HfdcConfig, TrainingArguments):
             )
         if self.sam_rho < 0:
             raise ValueError(f"sam_rho must be >= 0, got {self.sam_rho}")
+        if self.random_crop_padding < 0:
+            raise ValueError(f"random_crop_padding must be >= 0 pixels (0 = no crop), got {self.random_crop_padding}")
         self.model_params = parse_json_object("model_params", self.model_params)
 
 
@@ -98,11 +119,23 @@ class UsefulConfig(DiscoveryConfig):
             "choices": ROWS,
         },
     )
-    upsample_factor: int = field(
-        default=2, metadata={"help": "Each selected row appears this many times in the retraining set."}
+    emphasis: str = field(
+        default="upsample",
+        metadata={
+            "help": "How the selected rows count more: upsample (duplicated, USEFUL) or upweight (their loss "
+            "weighted; the paper's loss-upweighting baseline, and JTT with partition=misclassified).",
+            "choices": EMPHASIS,
+        },
+    )
+    factor: int = field(
+        default=2,
+        metadata={
+            "help": "Each selected row counts this many times: appears factor times (upsample) or has loss weight "
+            "factor (upweight). USEFUL uses 2."
+        },
     )
 
     def __post_init__(self):
         super().__post_init__()
-        if self.upsample_factor < 1:
-            raise ValueError(f"upsample_factor must be >= 1, got {self.upsample_factor}")
+        if self.factor < 1:
+            raise ValueError(f"factor must be an integer >= 1, got {self.factor}")

@@ -108,7 +108,7 @@ def training_outputs(model, dataset, data_collator, batch_size: int = 256) -> tu
     device = next(model.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=data_collator)
     all_logits, all_labels = [], []
-    for batch in tqdm(loader, desc="training-set outputs", leave=False):
+    for batch in tqdm(loader, desc="model outputs", leave=False):
         labels = batch.pop("labels")
         batch = {k: v.to(device) for k, v in batch.items()}
         all_logits.append(model(**batch).logits.float().cpu())

@@ -1,4 +1,5 @@
-"""The USEFUL recipe from one config: train t epochs -> discover -> upsample -> retrain from scratch (Trainer or SamTrainer)."""
+"""The USEFUL recipe from one config: train t epochs -> discover -> upsample (or upweight) -> retrain from scratch
+(Trainer or SamTrainer, with per-example loss weights when upweighting)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from hfdc.models import classifier_for
 from hfdc.optim import SamTrainer
 from hfdc.useful.callback import SlowLearnableCallback
 from hfdc.useful.config import ROWS, DiscoveryConfig, UsefulConfig
-from hfdc.useful.data import load_splits, model_inputs
-from hfdc.useful.discovery import SlowLearnable
-from hfdc.useful.upsample import random_indices, upsample
+from hfdc.useful.data import load_splits, model_inputs, training_inputs
+from hfdc.useful.discovery import SlowLearnable, training_outputs
+from hfdc.useful.upsample import random_indices, upsample, upweight
+from hfdc.useful.weighting import WeightedLossSamTrainer, WeightedLossTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -28,18 +30,21 @@ def new_model(config: DiscoveryConfig, train: Dataset):
 
 
 def make_trainer(config: DiscoveryConfig, model, train: Dataset, output_dir: str | Path, callbacks=()) -> Trainer:
-    """Trainer (or SamTrainer when ``config.sam_rho > 0``) on ``train`` writing under ``output_dir``."""
+    """Trainer on ``train`` (augmented as the config says) writing under ``output_dir``: a SamTrainer when
+    ``config.sam_rho > 0``, with per-example loss weights when ``train`` has a ``loss_weight`` column."""
     args = dataclasses.replace(config, output_dir=str(output_dir))
     kwargs = dict(
         model=model,
         args=args,
-        train_dataset=model_inputs(train),
+        train_dataset=training_inputs(config, train),
         data_collator=default_data_collator,
         callbacks=list(callbacks),
     )
+    weighted = "loss_weight" in train.column_names
     if config.sam_rho > 0:
-        return SamTrainer(rho=config.sam_rho, adaptive=config.sam_adaptive, **kwargs)
-    return Trainer(**kwargs)
+        sam = WeightedLossSamTrainer if weighted else SamTrainer
+        return sam(rho=config.sam_rho, adaptive=config.sam_adaptive, eta=config.sam_eta, **kwargs)
+    return (WeightedLossTrainer if weighted else Trainer)(**kwargs)
 
 
 def discover(config: DiscoveryConfig, train: Dataset) -> SlowLearnable:
@@ -65,10 +70,13 @@ def discover(config: DiscoveryConfig, train: Dataset) -> SlowLearnable:
 
 
 def accuracy(trainer: Trainer, dataset: Dataset) -> dict[str, float]:
-    """Test accuracy; on feature_patches also the accuracy on rows without the easy feature."""
-    predictions = trainer.predict(model_inputs(dataset)).predictions.argmax(-1)
+    """Test accuracy over every row of ``dataset`` (read in order, never dropped by ``dataloader_drop_last``); on
+    feature_patches also the accuracy on rows without the easy feature."""
+    logits, labels = training_outputs(
+        trainer.model, model_inputs(dataset), default_data_collator, trainer.args.per_device_eval_batch_size
+    )
+    correct = (logits.argmax(-1) == labels).numpy()
     plain = dataset.with_format(None)
-    correct = predictions == np.asarray(plain["label"])
     result = {"accuracy": float(correct.mean())}
     if "has_easy" in dataset.column_names:
         hard = ~np.asarray(plain["has_easy"])
@@ -102,14 +110,23 @@ def choose_rows(config: DiscoveryConfig, train: Dataset, rows: str) -> tuple[Slo
     return slow, slow.indices
 
 
+def emphasise(config: UsefulConfig, train: Dataset, selected: list[int]) -> Dataset:
+    """The retraining set: ``selected`` rows upsampled or upweighted by ``config.factor`` (``config.emphasis``)."""
+    if not selected:
+        return train
+    return (upsample if config.emphasis == "upsample" else upweight)(train, selected, config.factor)
+
+
 def train_useful(config: UsefulConfig, data: DatasetDict | None = None) -> UsefulResult:
     """Run the whole recipe on ``data`` (default: :func:`hfdc.useful.data.load_splits`)."""
     data = load_splits(config) if data is None else data
     slow, selected = choose_rows(config, data["train"], config.selection)
-    train = upsample(data["train"], selected, config.upsample_factor) if selected else data["train"]
+    train = emphasise(config, data["train"], selected)
     trainer = make_trainer(config, new_model(config, data["train"]), train, config.output_dir)
     trainer.train()
     metrics = {f"test_{k}": v for k, v in accuracy(trainer, data["test"]).items()}
     metrics.update(num_selected=len(selected), train_rows=len(train), processes=trainer.args.world_size)
+    if slow is not None:
+        metrics.update(discovery_epoch=slow.epoch, slow_fraction=slow.stats["fraction"])
     logger.info("USEFUL (%s): %s", config.selection, metrics)
     return UsefulResult(trainer, slow, selected, train, metrics)
