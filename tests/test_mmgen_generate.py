@@ -191,8 +191,10 @@ def test_a_generator_timeout_mid_run_loses_nothing(oracle_server, tmp_path):
     oracle_server.stall_next(1, seconds=60, after=5)  # the 2nd prompt of the 2nd shard times out
     with pytest.raises(GenerationError, match=r"stopped in shard 2 of 3 .*the 1 finished shards are saved"):
         generate(task, backend(), **kwargs)
-    sent = len(oracle_server.requests)  # 6, or 7 when the next request had started before the failure
-    assert sent in (6, 7)
+    # 6, or up to 8 (the end of shard 2) when the worker took the next queued requests before the main thread
+    # saw the failure and cancelled them (a loaded machine: seen 8)
+    sent = len(oracle_server.requests)
+    assert 6 <= sent <= 8
     assert [p.name for p in sorted((tmp_path / "out").glob("*/shard-*"))] == ["shard-00000"]
     resumed = generate(task, backend(), **kwargs)
     # every answered request was kept (shard 1 on disk, the rest in the cache): only the others are sent again
