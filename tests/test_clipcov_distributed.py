@@ -2,8 +2,6 @@
 reads only its rows; the CLI shards the embeddings, evaluates zero-shot and publishes on the main process only."""
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 from datasets import Dataset
 
 from hfdc.clipcov import select
+from tests.distributed import torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent("""
@@ -78,22 +77,7 @@ def data():
 def test_two_processes_equal_one(tmp_path):
     script = tmp_path / "run_select.py"
     script.write_text(SCRIPT)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(script),
-            str(tmp_path),
-            str(ROOT),
-        ],
-        check=True,
-        timeout=240,
-        cwd=str(ROOT),
-    )
+    torchrun(str(script), str(tmp_path), str(ROOT), timeout=240)
     image, text, labels = data()
     expected = select(image, text, 0.2, labels=labels, block_size=5, show_progress=False)
     sizes = np.bincount(labels)
@@ -113,44 +97,34 @@ def test_cli_under_two_processes_shards_embeddings_evaluates_and_publishes_once(
     out = tmp_path / "run"
     script = tmp_path / "run_cli.py"
     script.write_text(CLI)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(script),
-            str(tmp_path),
-            str(ROOT),
-            "clipcov",
-            "--output_dir",
-            str(out),
-            "--dataset_params",
-            '{"n_train": 40, "n_validation": 12, "n_test": 12}',
-            "--prompt_templates",
-            "a {}",
-            "--fraction",
-            "0.25",
-            "--block_size",
-            "4",
-            "--proxy_epochs",
-            "1",
-            "--num_train_epochs",
-            "1",
-            "--per_device_train_batch_size",
-            "6",
-            "--save_strategy",
-            "no",
-            "--disable_tqdm",
-            "true",
-            "--use_cpu",
-            "true",
-        ],
-        check=True,
+    torchrun(
+        str(script),
+        str(tmp_path),
+        str(ROOT),
+        "clipcov",
+        "--output_dir",
+        str(out),
+        "--dataset_params",
+        '{"n_train": 40, "n_validation": 12, "n_test": 12}',
+        "--prompt_templates",
+        "a {}",
+        "--fraction",
+        "0.25",
+        "--block_size",
+        "4",
+        "--proxy_epochs",
+        "1",
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "6",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        "--use_cpu",
+        "true",
         timeout=240,
-        cwd=str(ROOT),
     )
     assert len(list((out / "embeddings").glob("clip-embeddings-*.arrow"))) == 2  # one Dataset.shard per process
     assert len(list((out / "embeddings").glob("*_embeds.npy"))) == 2  # memory-mapped by both

@@ -2,9 +2,6 @@
 
 import inspect
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,6 +24,7 @@ from hfdc.colm.data import tokenize_mixture
 from hfdc.colm.moments import raw_features
 from hfdc.colm.trainer import STATE_NAME, check_sharding
 from hfdc.models import tiny, tiny_processor
+from tests.distributed import torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -260,20 +258,9 @@ def test_two_processes_equal_one_process_on_the_pooled_batch(tmp_path):
     # medoid-weighted updates (the weighted loss is normalised over the pooled batch, not per rank)
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(script),
-            str(tmp_path),
-        ],
-        check=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
+    torchrun(
+        str(script),
+        str(tmp_path),
         timeout=240,
     )
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -12,6 +12,7 @@ from hfdc.data import load
 from hfdc.gradmm import GradmmConfig, admm, generate
 from hfdc.gradmm.vocab import allowed_tokens
 from hfdc.models import tiny, tiny_processor
+from tests.distributed import TWO_PROCESSES
 from tests.hub_fixtures import run_online
 
 SMALL = dict(
@@ -148,7 +149,7 @@ def test_two_processes_write_the_same_set_and_push_it_with_its_card(hub_server, 
     flags = recipe_to_argv({**SMALL, "filter": "relabel", "filter_shots": 1, "cpu_threads": 1}, GradmmConfig)
     flags += ["--dataset_params", json.dumps({"n_train": 40, "n_validation": 4, "n_test": 4})]
     flags += ["--output_dir", str(tmp_path / "two"), "--repo_id", "user/gradmm-demo"]
-    launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hfdc", "gradmm"]
+    launch = [*TWO_PROCESSES[1:], "-m", "hfdc", "gradmm"]
     proc = run_online([*launch, *flags], hub_server, tmp_path / "home")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "process 0 of 2 runs units [(0, 0), (1, 0)]" in proc.stderr

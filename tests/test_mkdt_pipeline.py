@@ -5,8 +5,6 @@ goes to a Hub, experts spread over 2 processes, and bad inputs fail clearly."""
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from hfdc.mkdt.evaluate import labelled_rows
 from hfdc.mkdt.experts import epoch_file
 from hfdc.models import tiny, tiny_processor
 from hfdc.models.images import pixel_values
+from tests.distributed import torchrun
 from tests.hub_fixtures import run_online
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,9 +143,7 @@ def test_bad_inputs_have_clear_errors(run, tmp_path):
 def test_experts_spread_over_two_processes(run, tmp_path):
     (tmp_path / "teacher").mkdir()
     shutil.copy(run / "teacher" / "representations.safetensors", tmp_path / "teacher")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hfdc"]
-    command += ["mkdt", "experts", "--config", RECIPE, "--output_dir", str(tmp_path), "--num_experts", "3"]
-    subprocess.run(command, check=True, timeout=300, cwd=str(ROOT))
+    torchrun("-m", "hfdc", "mkdt", "experts", "--config", RECIPE, "--output_dir", str(tmp_path), "--num_experts", "3")
     for index in range(3):  # the same seeds give the same trajectories as the single-process run
         for epoch in (0, 6):
             name = f"expert_{index:04d}"

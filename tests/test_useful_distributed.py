@@ -3,8 +3,6 @@ generation spread over both processes with every shard written once; the TADA CL
 
 import hashlib
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -12,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from tests.distributed import torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = [
@@ -53,11 +53,6 @@ TADA_SCRIPT = textwrap.dedent("""
     Path(f"{out}/result-{rank}.json").write_text(json.dumps(summary(result)))
     end_process_group()
 """)
-
-
-def torchrun(*args):
-    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    subprocess.run([sys.executable, *launcher, *args], check=True, timeout=300, cwd=str(ROOT))
 
 
 def tada_data():
