@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from datasets import Dataset, Value
 
-from hfdc.clipcov.embed import model_fingerprint
+from hfdc.clipcov import model_fingerprint
 from hfdc.mmgen.task import conversation_pairs
 from hfdc.mmgen.vlm import completion_nll, sft_row
 from hfdc.submodular import facility_location

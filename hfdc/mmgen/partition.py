@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, Image, Value
 
-from hfdc.clipcov.embed import image_embeddings, model_fingerprint, text_embeddings
+from hfdc.clipcov import image_embeddings, model_fingerprint, text_embeddings
 from hfdc.mmgen.task import TaskSpec, decode_image
 
 logger = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ def train_vision_tower(
     ``<output_dir>/vision_tower`` (reused when already there) and return that folder."""
     from transformers import TrainingArguments
 
-    from hfdc.clipcov.train import train_clip
+    from hfdc.clipcov import train_clip
     from hfdc.distributed import process_state
     from hfdc.models import tiny, tiny_processor
 
