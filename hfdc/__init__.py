@@ -23,6 +23,7 @@ _SUBMODULES = {
     "mmgen",
     "models",
     "regap",
+    "runs",
     "submodular",
     "tada",
     "useful",

@@ -29,6 +29,7 @@ from hfdc.gradmm.gradients import LM_HEAD, embed, parameter_block, target_gradie
 from hfdc.gradmm.privacy import add_dp_noise, dp_noise_std
 from hfdc.gradmm.task import Task, build_task, check_fits
 from hfdc.gradmm.vocab import allowed_tokens
+from hfdc.runs import check_run_settings
 
 logger = logging.getLogger(__name__)
 
@@ -209,25 +210,6 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def check_manifest(folder: Path, manifest: dict, write: bool = True) -> None:
-    """Refuse a folder whose manifest differs from ``manifest`` (naming the fields); write it to a new folder.
-
-    Every process checks, so that all of them stop on a mismatch; only the one with ``write`` creates the file.
-    """
-    path = folder / MANIFEST
-    if path.exists():
-        old = json.loads(path.read_text())
-        changed = sorted(k for k in manifest.keys() | old.keys() if old.get(k) != manifest.get(k))
-        if changed:
-            raise ValueError(
-                f"{folder} holds a GRADMM run with other settings (changed: {', '.join(changed)}); use another "
-                "output_dir or delete the folder to start over"
-            )
-    elif write:
-        folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda p: p.write_text(json.dumps(manifest, indent=1)))
-
-
 def group_sizes(config: GradmmConfig) -> list[int]:
     """Sequences per group: ``generation_batch_size`` each, the last group takes the remainder."""
     full, rest = divmod(config.synthetic_per_class, config.generation_batch_size)
@@ -313,7 +295,7 @@ def generate(dataset: Dataset, model, tokenizer, config: GradmmConfig) -> Datase
     state = process_state()
     manifest = {name: getattr(config, name) for name in GENERATION_FIELDS}
     manifest["model"] = getattr(model, "name_or_path", type(model).__name__)
-    check_manifest(folder, manifest, write=state.is_main_process)
+    check_run_settings(folder, manifest, "a GRADMM run", MANIFEST, write=state.is_main_process)
     state.wait_for_everyone()
 
     sizes = group_sizes(config)

@@ -8,7 +8,6 @@ its own shards (shard k on process k mod n) and all of them then read every shar
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ from datasets import ClassLabel, Dataset, Features, Image, Value, concatenate_da
 from tqdm.auto import tqdm
 
 from hfdc.distributed import process_state
+from hfdc.runs import check_run_settings
 
 logger = logging.getLogger(__name__)
 
@@ -27,21 +27,6 @@ MANIFEST = "manifest.json"
 def synthetic_features(label: ClassLabel) -> Features:
     """Features of the augmented training set: image, label, synthetic flag, source row index."""
     return Features({"image": Image(), "label": label, "synthetic": Value("bool"), "source_index": Value("int64")})
-
-
-def _check_manifest(folder: Path, manifest: dict) -> None:
-    path = folder / MANIFEST
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != manifest:
-            changed = sorted(k for k in manifest if old.get(k) != manifest[k])
-            raise ValueError(
-                f"{folder} holds shards of a different augmentation (changed: {', '.join(changed)}); "
-                "use a new output folder or delete it to regenerate"
-            )
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(manifest, indent=1))
 
 
 def augment(
@@ -82,7 +67,7 @@ def augment(
     folder = Path(output_dir)
     state = process_state()
     with state.main_process_first():  # the main process writes the manifest, the others then check it
-        _check_manifest(
+        check_run_settings(
             folder,
             {
                 "indices": indices,
@@ -91,6 +76,8 @@ def augment(
                 "seed": seed,
                 "settings": settings or {},
             },
+            "shards of another augmentation",
+            MANIFEST,
         )
     shards = [indices[i : i + shard_size] for i in range(0, len(indices), shard_size)]
     mine = range(state.process_index, len(shards), state.num_processes)

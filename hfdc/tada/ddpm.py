@@ -21,6 +21,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from hfdc.models.images import image_mode, pixel_values
+from hfdc.runs import check_run_settings
 
 logger = logging.getLogger(__name__)
 
@@ -41,22 +42,6 @@ def build_unet(train: Dataset, conditional: bool = True, seed: int = 0, **overri
         num_class_embeds=num_classes,
         **overrides,
     )
-
-
-def _check_settings(folder: Path, settings: dict, write: bool) -> None:
-    """Refuse to resume from ``folder`` when it holds a run with other settings; record them for a new run."""
-    path = folder / "settings.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        changed = sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k))
-        if changed:
-            raise ValueError(
-                f"{folder} holds DDPM checkpoints of a run with other settings (changed: {', '.join(changed)}); "
-                "use another checkpoint folder or delete it to start afresh"
-            )
-    elif write:
-        folder.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(settings, indent=1))
 
 
 def train_ddpm(
@@ -114,7 +99,10 @@ def train_ddpm(
             unet={k: v for k, v in accelerator.unwrap_model(unet).config.items() if not k.startswith("_")},
         )
         with accelerator.main_process_first():  # the main process records them, the others then compare
-            _check_settings(checkpoints, json.loads(json.dumps(settings, default=str)), accelerator.is_main_process)
+            recorded = json.loads(json.dumps(settings, default=str))
+            check_run_settings(
+                checkpoints, recorded, "DDPM checkpoints of a run", "settings.json", accelerator.is_main_process
+            )
     if checkpoints is not None and (checkpoints / "epoch.txt").exists():
         accelerator.load_state(str(checkpoints))
         first_epoch = int((checkpoints / "epoch.txt").read_text())
