@@ -27,18 +27,18 @@ from hfdc.gradmm.gradients import head_gradient, head_matching_loss, label_gradi
 
 @dataclass(frozen=True)
 class AdmmSettings:
-    """The optimisation knobs (GradmmConfig fields of the same names)."""
+    """The optimisation knobs, built from GradmmConfig (``admm_settings``; the defaults live there only)."""
 
-    rho: float = 0.7
-    topk: int = 50
-    inner_steps: int = 10
-    learning_rate: float = 0.008
-    lr_step_size: int = 50
-    lr_gamma: float = 0.9
-    grad_clip: float = 1.0
-    matching_loss: str = "cos"
-    l1_weight: float = 1e-3
-    perplexity_weight: float = 0.0
+    rho: float
+    topk: int
+    inner_steps: int
+    learning_rate: float
+    lr_step_size: int
+    lr_gamma: float
+    grad_clip: float
+    matching_loss: str
+    l1_weight: float
+    perplexity_weight: float
 
 
 @dataclass(frozen=True)
