@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it onto ``path``: readers never see half a file."""
+    tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
+    write(tmp)
+    os.replace(tmp, path)
 
 
 def check_run_settings(folder: str | Path, settings: dict, what: str, file_name: str, write: bool = True) -> None:
@@ -26,6 +34,4 @@ def check_run_settings(folder: str | Path, settings: dict, what: str, file_name:
             )
     elif write:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
-        tmp.write_text(json.dumps(settings, indent=1))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(settings, indent=1)))

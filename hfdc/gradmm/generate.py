@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from hfdc.gradmm.gradients import LM_HEAD, embed, parameter_block, target_gradie
 from hfdc.gradmm.privacy import add_dp_noise, dp_noise_std
 from hfdc.gradmm.task import Task, build_task, check_fits
 from hfdc.gradmm.vocab import allowed_tokens
-from hfdc.runs import check_run_settings
+from hfdc.runs import atomic_write, check_run_settings
 
 logger = logging.getLogger(__name__)
 
@@ -204,12 +203,6 @@ class ClassProblems:
         return self._problems[c]
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def group_sizes(config: GradmmConfig) -> list[int]:
     """Sequences per group: ``generation_batch_size`` each, the last group takes the remainder."""
     full, rest = divmod(config.synthetic_per_class, config.generation_batch_size)
@@ -237,7 +230,7 @@ def run_unit(problems: ClassProblems, c: int, g: int, size: int, folder: Path, p
 
     def save(state: admm.AdmmState) -> None:
         saved = {**state.state_dict(), "seconds": time.perf_counter() - start}
-        _atomic_write(checkpoint, lambda p: torch.save(saved, p))
+        atomic_write(checkpoint, lambda p: torch.save(saved, p))
         progress.update(1)
         progress.set_postfix(cls=c, group=g, match=f"{state.history[-1]['matching_loss']:.4f}")
 
@@ -253,7 +246,7 @@ def run_unit(problems: ClassProblems, c: int, g: int, size: int, folder: Path, p
         "history": state.history,
         "seconds": time.perf_counter() - start,
     }
-    _atomic_write(folder / f"{stem}.json", lambda p: p.write_text(json.dumps(rows)))
+    atomic_write(folder / f"{stem}.json", lambda p: p.write_text(json.dumps(rows)))
     checkpoint.unlink(missing_ok=True)
 
 

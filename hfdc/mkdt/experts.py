@@ -8,7 +8,6 @@ one is trained again from its seed (same trajectory).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ from tqdm.auto import tqdm
 
 from hfdc.distributed import process_state
 from hfdc.mkdt.student import fit, new_student
+from hfdc.runs import atomic_write
 
 
 def epoch_file(expert: Path, epoch: int) -> Path:
@@ -26,9 +26,8 @@ def epoch_file(expert: Path, epoch: int) -> Path:
 
 def save_parameters(model: torch.nn.Module, path: Path) -> None:
     """The model's named parameters as a safetensors file, written atomically (temporary file, then rename)."""
-    tmp = path.with_suffix(".tmp")
-    save_file({name: p.detach().cpu().contiguous() for name, p in model.named_parameters()}, str(tmp))
-    os.replace(tmp, path)
+    parameters = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters()}
+    atomic_write(path, lambda tmp: save_file(parameters, str(tmp)))
 
 
 def load_parameters(expert: Path, epoch: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
